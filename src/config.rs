@@ -1,0 +1,556 @@
+//! Typed configuration: built-in defaults, then one TOML file (`--config`), then environment
+//! overrides `ZONE_PROGRAM_<SECTION>__<KEY>` (`__` separates path segments, e.g.
+//! `ZONE_PROGRAM_SERVER__LISTEN=0.0.0.0:9000`, `ZONE_PROGRAM_SDK__LOCAL__TOKEN=…`). Unknown keys are
+//! errors; [`Config::validate`] names the key of the first bad value. Secrets are [`SecretString`]s
+//! and never printed. `config.example.toml` mirrors every field here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::crypto::{self, EncodingAesKey};
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "ZONE_PROGRAM_";
+
+/// A configuration error that names the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("config {key}: {reason}")]
+pub struct ConfigError {
+    /// The dotted key, e.g. `sdk.local.keys[0].encoding_aes_key`, or the file.
+    pub key: String,
+    /// What is wrong (never the secret value).
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP server facing the WeCom backend.
+    pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The zone SDK backend and its bounds.
+    pub sdk: SdkConfig,
+    /// The embedded store of notify data and jobs.
+    pub store: StoreConfig,
+    /// Async job workers.
+    pub jobs: JobsConfig,
+    /// Ability input and output handling.
+    pub abilities: AbilitiesConfig,
+    /// RSA private keys that unwrap message secret keys.
+    pub keyring: KeyringConfig,
+    /// The local zone emulator (`serve --local`, `local-zone`).
+    pub local_zone: LocalZoneConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `0.0.0.0:8080` (the zone's port).
+    pub listen: SocketAddr,
+    /// Largest request body in bytes; larger gets 413. Default 2 MiB.
+    pub body_limit_bytes: usize,
+    /// Deadline of one request in milliseconds. Default 30000.
+    pub request_timeout_ms: u64,
+    /// How long graceful shutdown waits for in-flight requests, in milliseconds. Default 10000.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            body_limit_bytes: 2 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (human) or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `zone_program=debug,…`); `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// `[sdk]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdkConfig {
+    /// `local` (local codec + local zone) or `native` (vendor SDK via the shim). Default `local`.
+    pub backend: SdkBackend,
+    /// Most SDK calls in flight at once. Default 16.
+    pub pool_size: usize,
+    /// How long a call waits for a free slot before "busy", in milliseconds. Default 200.
+    pub queue_wait_ms: u64,
+    /// Deadline of one SDK call in milliseconds. Default 10000.
+    pub invoke_timeout_ms: u64,
+    /// Largest SDK response accepted, in bytes. Default 16 MiB.
+    pub max_response_bytes: usize,
+    /// The local backend.
+    pub local: LocalSdkConfig,
+    /// The native backend.
+    pub native: NativeSdkConfig,
+}
+
+impl Default for SdkConfig {
+    fn default() -> Self {
+        Self {
+            backend: SdkBackend::Local,
+            pool_size: 16,
+            queue_wait_ms: 200,
+            invoke_timeout_ms: 10_000,
+            max_response_bytes: 16 * 1024 * 1024,
+            local: LocalSdkConfig::default(),
+            native: NativeSdkConfig::default(),
+        }
+    }
+}
+
+/// Which SDK backend serves the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SdkBackend {
+    /// The local codec, talking to the local zone over HTTP.
+    Local,
+    /// The vendor SDK through the C ABI shim.
+    Native,
+}
+
+/// `[sdk.local]`: the local codec shared with the local zone. The defaults are public demo values
+/// for offline use only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSdkConfig {
+    /// Base URL of the local zone. Default `http://127.0.0.1:8081`.
+    pub zone_url: String,
+    /// Signing token, 1–32 of `[A-Za-z0-9]`.
+    pub token: SecretString,
+    /// Keys by version; replies and calls use the highest.
+    pub keys: Vec<LocalKey>,
+    /// Accepted clock skew in seconds (±). Default 300.
+    pub replay_window_secs: i64,
+    /// Most nonces remembered; when full of live ones, requests are refused. Default 100000.
+    pub nonce_cache_capacity: usize,
+}
+
+/// Demo token of the local codec (public; offline use only).
+pub const DEMO_LOCAL_TOKEN: &str = "LocalZoneDemoToken";
+/// Demo EncodingAESKey of the local codec (public; offline use only).
+pub const DEMO_LOCAL_KEY: &str = "LocalZoneDemoKey0123456789abcdefghijklmnopq";
+
+impl Default for LocalSdkConfig {
+    fn default() -> Self {
+        Self {
+            zone_url: "http://127.0.0.1:8081".into(),
+            token: SecretString::from(DEMO_LOCAL_TOKEN),
+            keys: vec![LocalKey { ver: 1, encoding_aes_key: SecretString::from(DEMO_LOCAL_KEY) }],
+            replay_window_secs: 300,
+            nonce_cache_capacity: 100_000,
+        }
+    }
+}
+
+/// One key of the local codec.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalKey {
+    /// The version sent in `ww-secret-ver`.
+    pub ver: u32,
+    /// 43 characters of `[A-Za-z0-9]`.
+    pub encoding_aes_key: SecretString,
+}
+
+/// `[sdk.native]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NativeSdkConfig {
+    /// Path of the C ABI shim library. Default `native/build/libzone_shim.so`.
+    pub library: PathBuf,
+    /// Debug token (调试凭证) to open the vendor debug mode at start; with `access_token`.
+    pub debug_token: Option<SecretString>,
+    /// The app's access_token for debug mode.
+    pub access_token: Option<SecretString>,
+}
+
+impl Default for NativeSdkConfig {
+    fn default() -> Self {
+        Self { library: PathBuf::from("native/build/libzone_shim.so"), debug_token: None, access_token: None }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite file. Default `data/zone-program.sqlite`.
+    pub path: PathBuf,
+    /// How long notify data stays readable, in seconds; at most 600 (the notify_id's validity).
+    pub notify_ttl_secs: u64,
+    /// Most notify entries kept at once. Default 10000.
+    pub max_notify_entries: u64,
+    /// Most bytes of notify data kept at once. Default 64 MiB.
+    pub max_notify_bytes: u64,
+    /// Interval of the expired-row purge, in seconds. Default 30.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/zone-program.sqlite"),
+            notify_ttl_secs: 600,
+            max_notify_entries: 10_000,
+            max_notify_bytes: 64 * 1024 * 1024,
+            purge_interval_secs: 30,
+        }
+    }
+}
+
+/// `[jobs]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once. Default 4.
+    pub workers: usize,
+    /// Jobs accepted but not finished; beyond this new async calls get "job queue full". Default 1000.
+    pub max_pending: u64,
+    /// Attempts to report a result with `program_async_job_call_back`. Default 8.
+    pub report_attempts: u32,
+    /// First retry delay of a report, doubled each time, in milliseconds. Default 500.
+    pub report_backoff_ms: u64,
+    /// Deadline of one model task's polling, in seconds. Default 120.
+    pub model_poll_deadline_secs: u64,
+    /// First polling interval of a model task, in milliseconds (backs off to 5 s). Default 200.
+    pub model_poll_interval_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            max_pending: 1000,
+            report_attempts: 8,
+            report_backoff_ms: 500,
+            model_poll_deadline_secs: 120,
+            model_poll_interval_ms: 200,
+        }
+    }
+}
+
+/// `[abilities]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbilitiesConfig {
+    /// `bare` (output as is, like the Java demo) or `output` (wrapped in `{"output":…}`). Default `bare`.
+    pub output_envelope: OutputEnvelope,
+    /// Largest accepted `data` of an app call, in bytes. Default 1 MiB.
+    pub max_input_bytes: usize,
+}
+
+impl Default for AbilitiesConfig {
+    fn default() -> Self {
+        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024 }
+    }
+}
+
+/// How ability output is wrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputEnvelope {
+    /// The output object itself.
+    Bare,
+    /// `{"output": <object>}`.
+    Output,
+}
+
+/// `[keyring]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyringConfig {
+    /// Private keys by corp and `public_key_ver`.
+    pub keys: Vec<KeyringEntry>,
+}
+
+/// One private key file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringEntry {
+    /// The corp the key belongs to.
+    pub corp_id: String,
+    /// The `public_key_ver` it was registered under.
+    pub public_key_ver: u32,
+    /// PEM file (PKCS#1 or PKCS#8), readable by the owner only.
+    pub private_key_path: PathBuf,
+}
+
+/// `[local_zone]`: the emulator of the WeCom side. Demo values; offline use only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalZoneConfig {
+    /// Where the local zone listens. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+    /// Where it sends callbacks (the program). Default `http://127.0.0.1:8080`.
+    pub program_url: String,
+    /// The demo corp id.
+    pub corp_id: String,
+    /// The demo app's agent id.
+    pub agent_id: i64,
+    /// The program id the app calls.
+    pub program_id: String,
+    /// The app's secret for `gettoken`.
+    pub corp_secret: SecretString,
+    /// Seed of the demo data.
+    pub seed: u64,
+    /// Where the demo data and key pair are kept. Default `data/local-zone`.
+    pub data_dir: PathBuf,
+    /// The app's callback URL for `program_notify`, if any.
+    pub app_callback_url: Option<String>,
+    /// The app callback token (1–32 of `[A-Za-z0-9]`).
+    pub app_token: SecretString,
+    /// The app callback EncodingAESKey (43 of `[A-Za-z0-9]`).
+    pub app_encoding_aes_key: SecretString,
+}
+
+impl Default for LocalZoneConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            program_url: "http://127.0.0.1:8080".into(),
+            corp_id: "wwlocal0000000001".into(),
+            agent_id: 1_000_002,
+            program_id: "zp_local_demo".into(),
+            corp_secret: SecretString::from("LocalZoneDemoCorpSecret"),
+            seed: 42,
+            data_dir: PathBuf::from("data/local-zone"),
+            app_callback_url: None,
+            app_token: SecretString::from("LocalAppToken"),
+            app_encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `ZONE_PROGRAM_*` variables from `env`; validated.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::new(path.display().to_string(), e.message().to_owned()))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len()).collect();
+        overrides.sort();
+        for (name, value) in overrides {
+            apply_override(&mut table, &name, &value)?;
+        }
+        let text = toml::to_string(&table).map_err(|e| ConfigError::new("config", e.to_string()))?;
+        let config: Config = toml::from_str(&text).map_err(|e| from_toml_error(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that has a rule; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive =
+            |key: &str, v: u64| if v == 0 { Err(ConfigError::new(key, "must be greater than 0")) } else { Ok(()) };
+        positive("server.body_limit_bytes", self.server.body_limit_bytes as u64)?;
+        positive("server.request_timeout_ms", self.server.request_timeout_ms)?;
+        positive("sdk.pool_size", self.sdk.pool_size as u64)?;
+        positive("sdk.invoke_timeout_ms", self.sdk.invoke_timeout_ms)?;
+        positive("sdk.max_response_bytes", self.sdk.max_response_bytes as u64)?;
+        positive("store.notify_ttl_secs", self.store.notify_ttl_secs)?;
+        if self.store.notify_ttl_secs > 600 {
+            return Err(ConfigError::new(
+                "store.notify_ttl_secs",
+                "must be at most 600 (a notify_id is valid 10 minutes)",
+            ));
+        }
+        positive("store.max_notify_entries", self.store.max_notify_entries)?;
+        positive("store.max_notify_bytes", self.store.max_notify_bytes)?;
+        positive("store.purge_interval_secs", self.store.purge_interval_secs)?;
+        positive("jobs.workers", self.jobs.workers as u64)?;
+        positive("jobs.max_pending", self.jobs.max_pending)?;
+        positive("jobs.report_attempts", u64::from(self.jobs.report_attempts))?;
+        positive("jobs.model_poll_deadline_secs", self.jobs.model_poll_deadline_secs)?;
+        positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
+        positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
+        if self.abilities.max_input_bytes > self.server.body_limit_bytes {
+            return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));
+        }
+        if self.sdk.backend == SdkBackend::Local {
+            self.validate_local_sdk()?;
+        }
+        if self.sdk.native.debug_token.is_some() != self.sdk.native.access_token.is_some() {
+            return Err(ConfigError::new("sdk.native.debug_token", "debug_token and access_token go together"));
+        }
+        for (i, k) in self.keyring.keys.iter().enumerate() {
+            if k.corp_id.is_empty() {
+                return Err(ConfigError::new(format!("keyring.keys[{i}].corp_id"), "must not be empty"));
+            }
+        }
+        let lz = &self.local_zone;
+        crypto::parse_token(lz.app_token.expose_secret()).map_err(|r| ConfigError::new("local_zone.app_token", r))?;
+        EncodingAesKey::parse(lz.app_encoding_aes_key.expose_secret())
+            .map_err(|_| ConfigError::new("local_zone.app_encoding_aes_key", "must be 43 characters of [A-Za-z0-9]"))?;
+        if lz.corp_id.is_empty() || lz.program_id.is_empty() {
+            return Err(ConfigError::new("local_zone.corp_id", "corp_id and program_id must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_local_sdk(&self) -> Result<(), ConfigError> {
+        let local = &self.sdk.local;
+        crypto::parse_token(local.token.expose_secret()).map_err(|r| ConfigError::new("sdk.local.token", r))?;
+        if local.keys.is_empty() {
+            return Err(ConfigError::new("sdk.local.keys", "at least one key is needed"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, k) in local.keys.iter().enumerate() {
+            EncodingAesKey::parse(k.encoding_aes_key.expose_secret()).map_err(|_| {
+                ConfigError::new(
+                    format!("sdk.local.keys[{i}].encoding_aes_key"),
+                    "must be 43 characters of [A-Za-z0-9]",
+                )
+            })?;
+            if !seen.insert(k.ver) {
+                return Err(ConfigError::new(format!("sdk.local.keys[{i}].ver"), "duplicate key version"));
+            }
+        }
+        if !(1..=86_400).contains(&local.replay_window_secs) {
+            return Err(ConfigError::new("sdk.local.replay_window_secs", "must be 1 to 86400"));
+        }
+        if local.nonce_cache_capacity == 0 {
+            return Err(ConfigError::new("sdk.local.nonce_cache_capacity", "must be greater than 0"));
+        }
+        if !(local.zone_url.starts_with("http://") || local.zone_url.starts_with("https://")) {
+            return Err(ConfigError::new("sdk.local.zone_url", "must be an http:// or https:// URL"));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `ZONE_PROGRAM_A__B__C=value` at `a.b.c`. The value is read as a TOML value when it parses as
+/// one (numbers, booleans, arrays, inline tables, quoted strings), else taken as a plain string.
+fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
+    let dotted = path.join(".");
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::new(name, "malformed variable name"));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    };
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut cur = table;
+    for seg in parents {
+        let entry = cur.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| ConfigError::new(&dotted, "is not a table"))?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+fn from_toml_error(e: &toml::de::Error) -> ConfigError {
+    // toml names the field in its message ("unknown field `x`", "invalid type … for key `a.b`").
+    ConfigError::new("config", e.message().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_serve_the_local_backend_on_8080() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.server.listen.port(), 8080);
+        assert_eq!(c.sdk.backend, SdkBackend::Local);
+        assert_eq!(c.store.notify_ttl_secs, 600);
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1\"\nbody_limit_bytes = 10\n[abilities]\nmax_input_bytes = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[("ZONE_PROGRAM_SERVER__LISTEN", "127.0.0.1:9")])).unwrap();
+        assert_eq!(c.server.listen.port(), 9);
+        assert_eq!(c.server.body_limit_bytes, 10);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_SERVER__LISTN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_that_names_its_key_and_not_the_secret() {
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__TOKEN", "not valid!secret")])).unwrap_err();
+        assert_eq!(err.key, "sdk.local.token");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_STORE__NOTIFY_TTL_SECS", "1200")])).unwrap_err();
+        assert_eq!(err.key, "store.notify_ttl_secs");
+        let err =
+            Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__KEYS", "[{ver = 1, encoding_aes_key = \"short\"}]")]))
+                .unwrap_err();
+        assert_eq!(err.key, "sdk.local.keys[0].encoding_aes_key");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let c = Config::load(None, env(&[])).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains(DEMO_LOCAL_KEY) && !dbg.contains(DEMO_LOCAL_TOKEN), "{dbg}");
+    }
+
+    #[test]
+    fn the_example_file_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        Config::load(Some(&path), env(&[])).unwrap();
+    }
+}

@@ -1,0 +1,201 @@
+//! The program's own error codes (the README's table) and [`AppError`], the one error type that
+//! abilities, events and jobs return. It becomes a reply in one place, [`AppError::to_reply_json`];
+//! nothing here knows HTTP.
+
+use serde_json::json;
+
+use crate::sdk::SdkError;
+
+/// The program's error codes, as they appear in `errcode` of an output. 0 is success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The input is not valid JSON, has a wrong type, an unknown field or a missing field.
+    InvalidInput,
+    /// The input (or one of its strings or lists) is larger than allowed.
+    InputTooLarge,
+    /// The ability id is not offered by this deployment.
+    UnknownAbility,
+    /// No notify data is stored under this notify_id (never stored, or purged).
+    NotifyDataNotFound,
+    /// The notify data under this notify_id has expired.
+    NotifyDataExpired,
+    /// The notify data under this notify_id was already taken.
+    NotifyDataTaken,
+    /// The request needs a notify_id and has none (or it is malformed).
+    MissingNotifyId,
+    /// The store is full; retry later.
+    StoreFull,
+    /// The SDK's `Invoke` returned a non-zero code (in `sdk_ret`).
+    SdkInvokeFailed,
+    /// The SDK answered with a non-zero `errcode` (in `sdk_errcode`).
+    SdkErrcode,
+    /// The SDK call did not finish in time.
+    SdkTimeout,
+    /// Too many SDK calls are in flight; retry later.
+    SdkBusy,
+    /// The SDK answered with something that is not the documented JSON.
+    SdkBadResponse,
+    /// A model task failed.
+    ModelTaskFailed,
+    /// A model task did not finish before its deadline.
+    ModelTaskTimeout,
+    /// No private key for the message's `public_key_ver`.
+    KeyUnavailable,
+    /// The job queue is full; retry later.
+    JobQueueFull,
+    /// An unexpected internal failure (logged with the request id).
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in table order.
+    pub const ALL: [ErrorCode; 18] = [
+        Self::InvalidInput,
+        Self::InputTooLarge,
+        Self::UnknownAbility,
+        Self::NotifyDataNotFound,
+        Self::NotifyDataExpired,
+        Self::NotifyDataTaken,
+        Self::MissingNotifyId,
+        Self::StoreFull,
+        Self::SdkInvokeFailed,
+        Self::SdkErrcode,
+        Self::SdkTimeout,
+        Self::SdkBusy,
+        Self::SdkBadResponse,
+        Self::ModelTaskFailed,
+        Self::ModelTaskTimeout,
+        Self::KeyUnavailable,
+        Self::JobQueueFull,
+        Self::Internal,
+    ];
+
+    /// The number in `errcode`.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::InvalidInput => 900_001,
+            Self::InputTooLarge => 900_002,
+            Self::UnknownAbility => 900_003,
+            Self::NotifyDataNotFound => 900_004,
+            Self::NotifyDataExpired => 900_005,
+            Self::NotifyDataTaken => 900_006,
+            Self::MissingNotifyId => 900_007,
+            Self::StoreFull => 900_008,
+            Self::SdkInvokeFailed => 900_101,
+            Self::SdkErrcode => 900_102,
+            Self::SdkTimeout => 900_103,
+            Self::SdkBusy => 900_104,
+            Self::SdkBadResponse => 900_105,
+            Self::ModelTaskFailed => 900_201,
+            Self::ModelTaskTimeout => 900_202,
+            Self::KeyUnavailable => 900_203,
+            Self::JobQueueFull => 900_301,
+            Self::Internal => 900_999,
+        }
+    }
+
+    /// The short `errmsg` stem.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "invalid input",
+            Self::InputTooLarge => "input too large",
+            Self::UnknownAbility => "unknown ability",
+            Self::NotifyDataNotFound => "notify data not found",
+            Self::NotifyDataExpired => "notify data expired",
+            Self::NotifyDataTaken => "notify data already taken",
+            Self::MissingNotifyId => "missing notify_id",
+            Self::StoreFull => "store full",
+            Self::SdkInvokeFailed => "sdk invoke failed",
+            Self::SdkErrcode => "sdk returned an error",
+            Self::SdkTimeout => "sdk timeout",
+            Self::SdkBusy => "busy",
+            Self::SdkBadResponse => "sdk bad response",
+            Self::ModelTaskFailed => "model task failed",
+            Self::ModelTaskTimeout => "model task timed out",
+            Self::KeyUnavailable => "key unavailable",
+            Self::JobQueueFull => "job queue full",
+            Self::Internal => "internal error",
+        }
+    }
+}
+
+/// An error that ends a request or job. Its `Display` is safe for replies: it never carries
+/// request data, keys or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad input, with a short reason naming the field (never its value).
+    #[error("{code_msg}: {reason}", code_msg = .code.message())]
+    Input {
+        /// `InvalidInput`, `InputTooLarge` or `MissingNotifyId`.
+        code: ErrorCode,
+        /// What is wrong, e.g. "unknown field `foo`".
+        reason: String,
+    },
+    /// A failure with a code and no further detail.
+    #[error("{}", .0.message())]
+    Code(ErrorCode),
+    /// The SDK failed.
+    #[error(transparent)]
+    Sdk(#[from] SdkError),
+    /// An internal failure; the detail is logged, not replied.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    /// An `InvalidInput` error with a reason.
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::Input { code: ErrorCode::InvalidInput, reason: reason.into() }
+    }
+
+    /// The code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Input { code, .. } => *code,
+            Self::Code(code) => *code,
+            Self::Sdk(e) => e.error_code(),
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The reply object `{errcode, errmsg, …}`; SDK failures add `sdk_ret` or `sdk_errcode`.
+    pub fn to_reply_json(&self) -> serde_json::Value {
+        let mut v = json!({ "errcode": self.code().code(), "errmsg": self.to_string() });
+        if let Self::Sdk(e) = self {
+            match e {
+                SdkError::Invoke { ret, .. } => v["sdk_ret"] = json!(ret),
+                SdkError::Errcode { errcode, .. } => v["sdk_errcode"] = json!(errcode),
+                _ => {}
+            }
+        }
+        v
+    }
+}
+
+impl From<ErrorCode> for AppError {
+    fn from(code: ErrorCode) -> Self {
+        Self::Code(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_and_in_the_program_range() {
+        let mut codes: Vec<i64> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+        assert!(codes.iter().all(|c| (900_000..1_000_000).contains(c)));
+    }
+
+    #[test]
+    fn an_sdk_failure_reply_carries_the_invoke_return_code() {
+        let e = AppError::from(SdkError::Invoke { api: "sync_msg".into(), ret: -10006 });
+        let v = e.to_reply_json();
+        assert_eq!(v["errcode"], 900_101);
+        assert_eq!(v["sdk_ret"], -10006);
+    }
+}

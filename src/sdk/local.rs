@@ -1,0 +1,198 @@
+//! The local backend: decodes and encodes with the [local codec](crate::codec) and invokes APIs by
+//! POSTing a sealed envelope to the local zone's `/sdk/invoke`. It stands where the vendor SDK stands
+//! in production; nothing above the [`ZoneSdk`] trait knows which backend runs.
+//!
+//! `/sdk/invoke` exchange: the request message is
+//! `{"corp_id","agent_id","ability_id","job_info","api","request":"<json string>"}`; the reply is a
+//! sealed message whose plaintext is the SDK response JSON. A non-zero `Invoke` return code travels
+//! in the reply header `ww-invoke-ret` with an empty message. A transport failure or a non-200 status
+//! is reported as −10006 ("invoke failed"), as the vendor SDK does for its own transport.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+
+use super::{CallContext, CallType, Callback, DecodeError, Reply, SdkError, ZoneSdk};
+use crate::codec::{CodecSettings, LocalCodec};
+use crate::config::SdkConfig;
+use crate::crypto::{CallbackCipher, EncodingAesKey};
+
+/// Reply header carrying a non-zero `Invoke` return code.
+pub const H_INVOKE_RET: &str = "ww-invoke-ret";
+/// `Invoke` return code: the call failed (see the SDK log).
+pub const RET_INVOKE_FAILED: i32 = -10006;
+/// `Invoke` return code: the response was empty.
+pub const RET_EMPTY_RESPONSE: i32 = -10007;
+/// Decoder code for a missing or wrong method (vendor −20001).
+pub const DECODE_NO_METHOD: i32 = -20001;
+/// Decoder code for a message that is not the documented JSON.
+pub const DECODE_BAD_MESSAGE: i32 = -41010;
+
+/// The local codec backend.
+pub struct LocalSdk {
+    codec: LocalCodec,
+    http: reqwest::Client,
+    invoke_url: String,
+    max_response_bytes: usize,
+}
+
+/// The decrypted message of a callback (DESIGN.md "The local codec").
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackMessage {
+    /// The corp (also the receive id).
+    pub corp_id: String,
+    /// The app's agent id.
+    pub agent_id: i64,
+    /// 1 or 2.
+    pub call_type: CallType,
+    /// Async job?
+    #[serde(default)]
+    pub is_async: bool,
+    /// Opaque job context.
+    #[serde(default)]
+    pub job_info: String,
+    /// The ability called.
+    #[serde(default)]
+    pub ability_id: String,
+    /// The notify_id passed by the app.
+    #[serde(default)]
+    pub notify_id: String,
+    /// `request_data` or the event JSON.
+    pub data: String,
+}
+
+/// The decrypted message of an `/sdk/invoke` request.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeMessage {
+    /// Corp id of the context.
+    pub corp_id: String,
+    /// Agent id of the context.
+    pub agent_id: i64,
+    /// Ability id of the context.
+    #[serde(default)]
+    pub ability_id: String,
+    /// Job context.
+    #[serde(default)]
+    pub job_info: String,
+    /// The API name.
+    pub api: String,
+    /// The request JSON, as a string.
+    pub request: String,
+}
+
+/// Builds a codec from the `[sdk.local]` settings (validated at load).
+pub fn codec_from_config(config: &SdkConfig) -> anyhow::Result<LocalCodec> {
+    let local = &config.local;
+    let mut keys = BTreeMap::new();
+    for k in &local.keys {
+        let key = EncodingAesKey::parse(k.encoding_aes_key.expose_secret())
+            .map_err(|_| anyhow::anyhow!("sdk.local.keys: ver {} is not a valid EncodingAESKey", k.ver))?;
+        keys.insert(k.ver, CallbackCipher::new(key));
+    }
+    anyhow::ensure!(!keys.is_empty(), "sdk.local.keys: at least one key is needed");
+    Ok(LocalCodec::new(CodecSettings {
+        token: local.token.clone(),
+        keys,
+        window_secs: local.replay_window_secs,
+        nonce_capacity: local.nonce_cache_capacity,
+    }))
+}
+
+impl LocalSdk {
+    /// A backend for the `[sdk]` settings.
+    pub fn new(config: &SdkConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(config.pool_size)
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()?;
+        Ok(Self {
+            codec: codec_from_config(config)?,
+            http,
+            invoke_url: format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/')),
+            max_response_bytes: config.max_response_bytes,
+        })
+    }
+
+    async fn post(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {
+        let message = InvokeMessage {
+            corp_id: ctx.corp_id.clone(),
+            agent_id: ctx.agent_id,
+            ability_id: ctx.ability_id.clone(),
+            job_info: ctx.job_info.clone(),
+            api: api.to_owned(),
+            request: request_json.to_owned(),
+        };
+        let plain = serde_json::to_vec(&message).expect("strings serialise");
+        let sealed = self.codec.seal(&plain, &ctx.corp_id);
+        let mut req = self.http.post(&self.invoke_url).header("content-type", "application/json");
+        for (k, v) in &sealed.headers {
+            req = req.header(k, v);
+        }
+        let failed = || SdkError::Invoke { api: api.to_owned(), ret: RET_INVOKE_FAILED };
+        let mut resp = req.body(sealed.body).send().await.map_err(|_| failed())?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(failed());
+        }
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|_| failed())? {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(SdkError::BadResponse);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let ret = headers.iter().find(|(k, _)| k == H_INVOKE_RET).and_then(|(_, v)| v.parse::<i32>().ok()).unwrap_or(0);
+        if ret != 0 {
+            return Err(SdkError::Invoke { api: api.to_owned(), ret });
+        }
+        let opened = self.codec.open(&headers, &body).map_err(|_| SdkError::BadResponse)?;
+        if opened.receive_id != ctx.corp_id {
+            return Err(SdkError::BadResponse);
+        }
+        if opened.message.is_empty() {
+            return Err(SdkError::Invoke { api: api.to_owned(), ret: RET_EMPTY_RESPONSE });
+        }
+        String::from_utf8(opened.message).map_err(|_| SdkError::BadResponse)
+    }
+}
+
+#[async_trait]
+impl ZoneSdk for LocalSdk {
+    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Callback, DecodeError> {
+        if method != "POST" {
+            return Err(DecodeError { code: DECODE_NO_METHOD, reply: None });
+        }
+        let opened = self.codec.open(headers, body).map_err(|e| DecodeError { code: e.code(), reply: None })?;
+        let bad = || DecodeError { code: DECODE_BAD_MESSAGE, reply: None };
+        let m: CallbackMessage = serde_json::from_slice(&opened.message).map_err(|_| bad())?;
+        if m.corp_id != opened.receive_id {
+            return Err(DecodeError { code: crate::crypto::CryptoError::ValidateReceiveId.code(), reply: None });
+        }
+        Ok(Callback {
+            corp_id: m.corp_id,
+            agent_id: m.agent_id,
+            call_type: m.call_type,
+            is_async: m.is_async,
+            job_info: m.job_info,
+            ability_id: m.ability_id,
+            notify_id: m.notify_id,
+            data: m.data,
+        })
+    }
+
+    fn encode_reply(&self, ctx: &CallContext, plaintext: &str) -> Result<Reply, SdkError> {
+        let sealed = self.codec.seal(plaintext.as_bytes(), &ctx.corp_id);
+        Ok(Reply { headers: sealed.headers, body: sealed.body })
+    }
+
+    async fn invoke(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {
+        self.post(ctx, api, request_json).await
+    }
+}

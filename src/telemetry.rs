@@ -1,0 +1,69 @@
+//! Logging and metrics. Log lines carry identifiers (request id, corp id, ability id, codes), never
+//! request data, bodies, keys or tokens. [`Metrics`] holds the counters served at `GET /metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global subscriber: `RUST_LOG` if set, else `log.level`; text or JSON lines on stderr.
+/// Calling it twice is harmless (the second call does nothing).
+pub fn init(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match config.format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+    };
+}
+
+/// A fresh request id: 16 hex characters.
+pub fn request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Process-wide counters. Names follow Prometheus conventions; no label carries request data.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests that decoded and were answered with an encoded reply.
+    pub callbacks_answered: AtomicU64,
+    /// Requests refused by verification (signature, window, nonce, key version, decryption).
+    pub callbacks_rejected: AtomicU64,
+    /// Replies that carried a non-zero errcode.
+    pub error_replies: AtomicU64,
+    /// SDK calls that failed (any reason).
+    pub sdk_failures: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let rows = [
+            (
+                "zone_program_callbacks_answered_total",
+                "Requests answered with an encoded reply.",
+                &self.callbacks_answered,
+            ),
+            ("zone_program_callbacks_rejected_total", "Requests refused by verification.", &self.callbacks_rejected),
+            ("zone_program_error_replies_total", "Replies with a non-zero errcode.", &self.error_replies),
+            ("zone_program_sdk_failures_total", "Failed SDK calls.", &self.sdk_failures),
+        ];
+        let mut out = String::new();
+        for (name, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                value.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
