@@ -380,7 +380,11 @@ impl Config {
             apply_override(&mut table, &name, &value)?;
         }
         let text = toml::to_string(&table).map_err(|e| ConfigError::new("config", e.to_string()))?;
-        let config: Config = toml::from_str(&text).map_err(|e| from_toml_error(&e))?;
+        let de = toml::Deserializer::parse(&text).map_err(|e| ConfigError::new("config", e.message().to_owned()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::new(if key == "." { "config".to_owned() } else { key }, e.into_inner().message().to_owned())
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -487,11 +491,6 @@ fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), 
     Ok(())
 }
 
-fn from_toml_error(e: &toml::de::Error) -> ConfigError {
-    // toml names the field in its message ("unknown field `x`", "invalid type … for key `a.b`").
-    ConfigError::new("config", e.message().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,7 +524,9 @@ mod tests {
     #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = Config::load(None, env(&[("ZONE_PROGRAM_SERVER__LISTN", "x")])).unwrap_err();
-        assert!(err.to_string().contains("listn"), "{err}");
+        assert_eq!(err.key, "server.listn", "{err}");
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_JOBS__WORKERS", "many")])).unwrap_err();
+        assert_eq!(err.key, "jobs.workers", "{err}");
     }
 
     #[test]
