@@ -254,6 +254,10 @@ pub struct JobsConfig {
     pub model_poll_deadline_secs: u64,
     /// First polling interval of a model task, in milliseconds (backs off to 5 s). Default 200.
     pub model_poll_interval_ms: u64,
+    /// Most runs of one job (transient-failure retries and restarts included) before it gives up:
+    /// an async ability then reports "internal error", an event follow-up delivers what it has.
+    /// Default 5.
+    pub max_runs: u32,
 }
 
 impl Default for JobsConfig {
@@ -265,6 +269,7 @@ impl Default for JobsConfig {
             report_backoff_ms: 500,
             model_poll_deadline_secs: 120,
             model_poll_interval_ms: 200,
+            max_runs: 5,
         }
     }
 }
@@ -413,6 +418,7 @@ impl Config {
         positive("jobs.report_attempts", u64::from(self.jobs.report_attempts))?;
         positive("jobs.model_poll_deadline_secs", self.jobs.model_poll_deadline_secs)?;
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
+        positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
         if self.abilities.max_input_bytes > self.server.body_limit_bytes {
             return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));

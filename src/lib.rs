@@ -17,7 +17,11 @@ pub mod dispatch;
 pub mod error;
 /// The HTTP server facing the WeCom backend.
 pub mod http;
+/// Durable async jobs on bounded workers, result reports, model-task polling.
+pub mod jobs;
 /// The zone SDK seam and its backends.
 pub mod sdk;
+/// Durable state: notify data, job rows, listing cursors (embedded SQLite).
+pub mod store;
 /// Logging and metrics.
 pub mod telemetry;
