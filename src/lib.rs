@@ -3,6 +3,8 @@
 
 /// The program's state and its build / run / shutdown.
 pub mod app;
+/// The app side, outside the zone: WeCom's app API client, the `program_notify` receiver, `app …`.
+pub mod app_client;
 /// The command line.
 pub mod cli;
 /// The local codec between the program and the local zone (not WeCom's wire format).
@@ -17,6 +19,10 @@ pub mod dispatch;
 pub mod error;
 /// The HTTP server facing the WeCom backend.
 pub mod http;
+/// `keygen`: RSA-2048 key pairs for `set_public_key`, private keys written owner-only.
+pub mod keygen;
+/// `preflight`: the start check (config, key files, SDK library, data directory, port).
+pub mod preflight;
 /// The zone SDK seam and its backends.
 pub mod sdk;
 /// Logging and metrics.
