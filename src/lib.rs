@@ -17,6 +17,8 @@ pub mod dispatch;
 pub mod error;
 /// The HTTP server facing the WeCom backend.
 pub mod http;
+/// The local zone: an offline emulator of the WeCom side (for development and tests; the program never uses it).
+pub mod local_zone;
 /// The zone SDK seam and its backends.
 pub mod sdk;
 /// Logging and metrics.
