@@ -23,6 +23,8 @@ pub mod http;
 pub mod jobs;
 /// `keygen`: RSA-2048 key pairs for `set_public_key`, private keys written owner-only.
 pub mod keygen;
+/// The local zone: an offline emulator of the WeCom side (for development and tests; the program never uses it).
+pub mod local_zone;
 /// `preflight`: the start check (config, key files, SDK library, data directory, port).
 pub mod preflight;
 /// The zone SDK seam and its backends.

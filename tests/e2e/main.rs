@@ -4,3 +4,6 @@
 mod helpers;
 
 mod callback;
+
+mod local_zone;
+mod local_zone_sdk;
