@@ -5,6 +5,8 @@
 pub mod abilities;
 /// The program's state and its build / run / shutdown.
 pub mod app;
+/// The app side, outside the zone: WeCom's app API client, the `program_notify` receiver, `app …`.
+pub mod app_client;
 /// The command line.
 pub mod cli;
 /// The local codec between the program and the local zone (not WeCom's wire format).
@@ -23,6 +25,10 @@ pub mod events;
 pub mod http;
 /// Durable async jobs on bounded workers, result reports, model-task polling.
 pub mod jobs;
+/// `keygen`: RSA-2048 key pairs for `set_public_key`, private keys written owner-only.
+pub mod keygen;
+/// `preflight`: the start check (config, key files, SDK library, data directory, port).
+pub mod preflight;
 /// The zone SDK seam and its backends.
 pub mod sdk;
 /// Durable state: notify data, job rows, listing cursors (embedded SQLite).
