@@ -256,6 +256,10 @@ pub struct JobsConfig {
     pub model_poll_deadline_secs: u64,
     /// First polling interval of a model task, in milliseconds (backs off to 5 s). Default 200.
     pub model_poll_interval_ms: u64,
+    /// Most runs of one job (transient-failure retries and restarts included) before it gives up:
+    /// an async ability then reports "internal error", an event follow-up delivers what it has.
+    /// Default 5.
+    pub max_runs: u32,
 }
 
 impl Default for JobsConfig {
@@ -267,6 +271,7 @@ impl Default for JobsConfig {
             report_backoff_ms: 500,
             model_poll_deadline_secs: 120,
             model_poll_interval_ms: 200,
+            max_runs: 5,
         }
     }
 }
@@ -449,7 +454,11 @@ impl Config {
             apply_override(&mut table, &name, &value)?;
         }
         let text = toml::to_string(&table).map_err(|e| ConfigError::new("config", e.to_string()))?;
-        let config: Config = toml::from_str(&text).map_err(|e| from_toml_error(&e))?;
+        let de = toml::Deserializer::parse(&text).map_err(|e| ConfigError::new("config", e.message().to_owned()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::new(if key == "." { "config".to_owned() } else { key }, e.into_inner().message().to_owned())
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -478,6 +487,7 @@ impl Config {
         positive("jobs.report_attempts", u64::from(self.jobs.report_attempts))?;
         positive("jobs.model_poll_deadline_secs", self.jobs.model_poll_deadline_secs)?;
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
+        positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
         if self.abilities.max_input_bytes > self.server.body_limit_bytes {
             return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));
@@ -581,11 +591,6 @@ fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), 
     Ok(())
 }
 
-fn from_toml_error(e: &toml::de::Error) -> ConfigError {
-    // toml names the field in its message ("unknown field `x`", "invalid type … for key `a.b`").
-    ConfigError::new("config", e.message().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,7 +624,9 @@ mod tests {
     #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = Config::load(None, env(&[("ZONE_PROGRAM_SERVER__LISTN", "x")])).unwrap_err();
-        assert!(err.to_string().contains("listn"), "{err}");
+        assert_eq!(err.key, "server.listn", "{err}");
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_JOBS__WORKERS", "many")])).unwrap_err();
+        assert_eq!(err.key, "jobs.workers", "{err}");
     }
 
     #[test]

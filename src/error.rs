@@ -41,6 +41,8 @@ pub enum ErrorCode {
     ModelTaskTimeout,
     /// No private key for the message's `public_key_ver`.
     KeyUnavailable,
+    /// A message's `encrypted_secret_key` did not unwrap with the configured key.
+    KeyUnwrapFailed,
     /// The job queue is full; retry later.
     JobQueueFull,
     /// An unexpected internal failure (logged with the request id).
@@ -49,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::InvalidInput,
         Self::InputTooLarge,
         Self::UnknownAbility,
@@ -66,6 +68,7 @@ impl ErrorCode {
         Self::ModelTaskFailed,
         Self::ModelTaskTimeout,
         Self::KeyUnavailable,
+        Self::KeyUnwrapFailed,
         Self::JobQueueFull,
         Self::Internal,
     ];
@@ -89,6 +92,7 @@ impl ErrorCode {
             Self::ModelTaskFailed => 900_201,
             Self::ModelTaskTimeout => 900_202,
             Self::KeyUnavailable => 900_203,
+            Self::KeyUnwrapFailed => 900_204,
             Self::JobQueueFull => 900_301,
             Self::Internal => 900_999,
         }
@@ -113,6 +117,7 @@ impl ErrorCode {
             Self::ModelTaskFailed => "model task failed",
             Self::ModelTaskTimeout => "model task timed out",
             Self::KeyUnavailable => "key unavailable",
+            Self::KeyUnwrapFailed => "key unwrap failed",
             Self::JobQueueFull => "job queue full",
             Self::Internal => "internal error",
         }
@@ -169,6 +174,17 @@ impl AppError {
             }
         }
         v
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Full => Self::Code(ErrorCode::StoreFull),
+            StoreError::QueueFull => Self::Code(ErrorCode::JobQueueFull),
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
     }
 }
 

@@ -19,11 +19,15 @@ pub mod dispatch;
 pub mod error;
 /// The HTTP server facing the WeCom backend.
 pub mod http;
+/// Durable async jobs on bounded workers, result reports, model-task polling.
+pub mod jobs;
 /// `keygen`: RSA-2048 key pairs for `set_public_key`, private keys written owner-only.
 pub mod keygen;
 /// `preflight`: the start check (config, key files, SDK library, data directory, port).
 pub mod preflight;
 /// The zone SDK seam and its backends.
 pub mod sdk;
+/// Durable state: notify data, job rows, listing cursors (embedded SQLite).
+pub mod store;
 /// Logging and metrics.
 pub mod telemetry;
