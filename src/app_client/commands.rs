@@ -147,7 +147,7 @@ async fn listen_loop(
                             json!({ "event": "callback_data", "notify_id": id, "response_data": as_json(&data) })
                         }
                         Err(e) => json!({
-                            "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": e.to_string(),
+                            "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": chain(&e),
                         }),
                     };
                     print_line(&line);
@@ -183,6 +183,18 @@ fn check_program_errcode(response_data: &str) -> anyhow::Result<()> {
     let code = serde_json::from_str::<Value>(response_data).ok().and_then(|v| v["errcode"].as_i64()).unwrap_or(0);
     anyhow::ensure!(code == 0, "the program answered {}", errcode::describe(code));
     Ok(())
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `text` as JSON when it is JSON, else as a string.

@@ -33,11 +33,12 @@ pub enum AppClientError {
         errmsg: String,
     },
     /// The request did not complete (connection, timeout, HTTP status).
-    #[error("{api}: {source}")]
+    #[error("{api}: the request failed")]
     Transport {
         /// The API name.
         api: String,
         /// The cause, its URL removed.
+        #[source]
         source: reqwest::Error,
     },
     /// The reply is not the documented JSON.

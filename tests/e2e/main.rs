@@ -7,3 +7,4 @@ mod callback;
 
 mod local_zone;
 mod local_zone_sdk;
+mod image;
