@@ -5,6 +5,6 @@ mod helpers;
 
 mod callback;
 
+mod image;
 mod local_zone;
 mod local_zone_sdk;
-mod image;
