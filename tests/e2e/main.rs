@@ -8,3 +8,12 @@ mod callback;
 mod image;
 mod local_zone;
 mod local_zone_sdk;
+
+// Reliability and security (README "Reliability and security").
+mod bad_input;
+mod capture;
+mod child;
+mod crash;
+mod faults;
+mod forgery;
+mod secrets;
