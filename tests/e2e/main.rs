@@ -6,4 +6,6 @@ mod helpers;
 mod callback;
 
 mod local_zone;
+mod local_zone_data;
+mod local_zone_models;
 mod local_zone_sdk;
