@@ -1,5 +1,5 @@
-//! The command line: `serve`, `local-zone`, `check-config`. Parses, loads the configuration once,
-//! and hands over to the module that does the work.
+//! The command line: `serve`, `local-zone`, `check-config`, `preflight`, `keygen`, `app …`. Parses,
+//! loads the configuration once, and hands over to the module that does the work.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,149 @@ pub enum Command {
     LocalZone,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Check everything the program needs before serving (config, key files, SDK library, data
+    /// directory, port); print each failure with its fix; exit non-zero on any failure.
+    Preflight,
+    /// Generate an RSA-2048 key pair for a corp with the next public_key_ver (for set_public_key).
+    Keygen(KeygenArgs),
+    /// The app side, outside the zone: call the program through WeCom (or the local zone), set keys
+    /// and levels, receive program_notify. Settings in [app] of the configuration.
+    App(AppArgs),
+}
+
+/// Options of `keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The corp the key is for (default: app.corp_id).
+    #[arg(long)]
+    pub corp_id: Option<String>,
+    /// Directory of the key files `<corp_id>.<ver>.pem` (created with mode 0700).
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    pub keys_dir: PathBuf,
+    /// The version (default: one above the highest in the keys directory and the keyring).
+    #[arg(long)]
+    pub ver: Option<u32>,
+    /// Print one JSON object instead of the annotated text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `app`.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// Override app.base_url (`https://qyapi.weixin.qq.com` or the local zone).
+    #[arg(long, global = true, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Override app.program_id.
+    #[arg(long, global = true)]
+    pub program_id: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AppCommand,
+}
+
+/// The `app` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Print a valid access_token (cached in app.token_cache until it expires).
+    Token {
+        /// Fetch a new one even if the cached one is still valid.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// sync_call_program: call an ability and print its response_data.
+    Call {
+        /// The ability id, e.g. invoke_sync_msg or get_callback_data.
+        ability: String,
+        /// request_data: a JSON text, `-` for standard input.
+        #[arg(default_value = "{}")]
+        request_data: String,
+        /// The NotifyId of a program_notify this call answers.
+        #[arg(long)]
+        notify_id: Option<String>,
+    },
+    /// async_program_task: start an ability as a job and print its jobid.
+    Async {
+        /// The ability id.
+        ability: String,
+        /// request_data: a JSON text, `-` for standard input.
+        #[arg(default_value = "{}")]
+        request_data: String,
+    },
+    /// async_program_result: print what the program reported for a job.
+    Result {
+        /// The jobid from `app async`.
+        jobid: String,
+    },
+    /// set_public_key: register the public key that wraps message secret keys.
+    SetPublicKey {
+        /// The public key PEM (e.g. keys/<corp_id>.<ver>.pub.pem from `keygen`).
+        #[arg(long, value_name = "FILE")]
+        public_key_file: PathBuf,
+        /// public_key_ver (default: the <ver> in the file name).
+        #[arg(long)]
+        ver: Option<u32>,
+    },
+    /// set_receive_callback: make the program the one that receives events.
+    SetReceiveCallback,
+    /// get_log_level / set_log_level of the program.
+    LogLevel {
+        /// get or set.
+        #[command(subcommand)]
+        action: LogLevelAction,
+    },
+    /// Debug mode of the program: open_debug_mode, close_debug_mode, check_debug_mode.
+    Debug {
+        /// open, close or status.
+        #[command(subcommand)]
+        action: DebugAction,
+    },
+    /// Receive WeCom callbacks (URL verification, program_notify) and print one JSON line each.
+    Listen {
+        /// Override app.callback.listen.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Fetch each notification's data right away with sync_call_program and its NotifyId.
+        #[arg(long)]
+        fetch: bool,
+        /// The ability that returns notify data.
+        #[arg(long, default_value = "get_callback_data")]
+        ability: String,
+        /// request_data of the fetch call.
+        #[arg(long, default_value = "{}")]
+        request_data: String,
+        /// Exit after this many program_notify events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+/// `app log-level` actions.
+#[derive(Debug, Subcommand)]
+pub enum LogLevelAction {
+    /// Print the program's log level.
+    Get,
+    /// Set the program's log level.
+    Set {
+        /// err (1), info (2, WeCom's default) or dbg (3).
+        #[arg(value_enum)]
+        level: crate::app_client::LogLevel,
+    },
+}
+
+/// `app debug` actions.
+#[derive(Debug, Subcommand)]
+pub enum DebugAction {
+    /// open_debug_mode with the debug token (调试凭证, valid 3 days).
+    Open {
+        /// The debug token.
+        #[arg(long, env = "ZONE_PROGRAM_DEBUG_TOKEN", hide_env_values = true)]
+        debug_token: String,
+    },
+    /// close_debug_mode.
+    Close,
+    /// check_debug_mode.
+    Status,
 }
 
 /// Options of `serve`.
@@ -50,6 +193,10 @@ pub struct ServeArgs {
 /// Runs the command line with the process arguments and environment.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Preflight = cli.command {
+        // Before loading: a configuration that does not load is one of the failures it reports.
+        return preflight(cli.config.as_deref());
+    }
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     match cli.command {
         Command::CheckConfig => {
@@ -66,6 +213,12 @@ pub fn run() -> anyhow::Result<()> {
             config.validate()?;
             crate::telemetry::init(&config.log);
             runtime()?.block_on(serve(config, args.local))
+        }
+        Command::Preflight => preflight(cli.config.as_deref()),
+        Command::Keygen(args) => crate::keygen::run_cli(&args, &config),
+        Command::App(args) => {
+            crate::telemetry::init(&config.log);
+            runtime()?.block_on(crate::app_client::commands::run(args, config))
         }
         Command::LocalZone => {
             crate::telemetry::init(&config.log);
@@ -144,6 +297,13 @@ fn print_first_call(lz: &LocalZoneConfig, zone_url: &str, program_url: &str) {
         corp = lz.corp_id,
         program = lz.program_id,
     );
+}
+
+fn preflight(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let report = crate::preflight::run(config_file, std::env::vars());
+    print!("{}", report.render());
+    anyhow::ensure!(report.passed(), "preflight failed: {} problem(s)", report.failures());
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

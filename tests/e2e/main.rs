@@ -9,3 +9,4 @@ mod local_zone;
 mod local_zone_data;
 mod local_zone_models;
 mod local_zone_sdk;
+mod image;
