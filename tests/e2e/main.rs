@@ -7,4 +7,7 @@ mod callback;
 
 mod image;
 mod local_zone;
+mod local_zone_data;
+mod local_zone_loop;
+mod local_zone_models;
 mod local_zone_sdk;
