@@ -1,5 +1,5 @@
 //! The WeCom data & intelligence zone program. A request's path, top to bottom:
-//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → [`sdk`]`::encode_reply`.
+//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → the decoded request's `ReplyBuilder`.
 
 /// The program's state and its build / run / shutdown.
 pub mod app;

@@ -39,6 +39,7 @@ impl TestEnv {
         let data = tempfile::tempdir().unwrap();
         let mut config = test_config(data.path());
         tweak(&mut config);
+        crate::backend::apply(&mut config);
         let wecom = codec_from_config(&config.sdk).unwrap();
         let app = App::build(config).await.expect("the program starts");
         let addr = app.local_addr();
