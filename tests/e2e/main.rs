@@ -6,3 +6,7 @@ mod helpers;
 
 mod callback;
 mod native;
+
+mod image;
+mod local_zone;
+mod local_zone_sdk;
