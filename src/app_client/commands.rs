@@ -3,6 +3,7 @@
 //! with its meaning and makes the command fail.
 
 use std::io::{Read as _, Write as _};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use super::listen::{Listener, Received};
 use super::notify::CallbackKeys;
 use super::token::unix_now;
-use super::{AppClient, errcode};
+use super::{AppClient, AsyncResult, errcode};
 use crate::cli::{AppArgs, AppCommand, DebugAction, LogLevelAction};
 use crate::config::Config;
 
@@ -47,10 +48,22 @@ pub async fn run(args: AppArgs, mut config: Config) -> anyhow::Result<()> {
             let jobid = client.async_program_task(program, &ability, &request_data).await?;
             print_json(&json!({ "jobid": jobid }));
         }
-        AppCommand::Result { jobid } => {
-            let r = client.async_program_result(&jobid).await?;
-            print_json(&json!({ "response_errcode": r.response_errcode, "response_data": as_json(&r.response_data) }));
-            anyhow::ensure!(r.response_errcode == 0, "the job reported {}", errcode::describe(r.response_errcode));
+        AppCommand::Result { jobid, wait } => {
+            let r = client.await_async_result(&jobid, Duration::from_secs(wait.unwrap_or(0))).await?;
+            match r {
+                AsyncResult::Running => {
+                    print_json(&json!({ "jobid": jobid, "status": "running" }));
+                    anyhow::ensure!(wait.is_none(), "the job is still running after {} s", wait.unwrap_or(0));
+                }
+                AsyncResult::Done { response_errcode, response_data } => {
+                    print_json(&json!({
+                        "jobid": jobid, "status": "done",
+                        "response_errcode": response_errcode, "response_data": as_json(&response_data),
+                    }));
+                    anyhow::ensure!(response_errcode == 0, "the job reported {}", errcode::describe(response_errcode));
+                    check_program_errcode(&response_data)?;
+                }
+            }
         }
         AppCommand::SetPublicKey { public_key_file, ver } => {
             let pem = std::fs::read_to_string(&public_key_file)
