@@ -323,7 +323,7 @@ pub struct KeyringEntry {
 }
 
 /// `[local_zone]`: the emulator of the WeCom side. Demo values; offline use only.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalZoneConfig {
     /// Where the local zone listens. Default `127.0.0.1:8081`.
@@ -348,6 +348,28 @@ pub struct LocalZoneConfig {
     pub app_token: SecretString,
     /// The app callback EncodingAESKey (43 of `[A-Za-z0-9]`).
     pub app_encoding_aes_key: SecretString,
+    /// Lifetime of an access_token from `gettoken`, in seconds. Default 7200.
+    pub access_token_ttl_secs: u64,
+    /// How long the zone waits for the program's reply to a request, in milliseconds. Default 10000.
+    pub program_timeout_ms: u64,
+    /// Result polls a model task or export job answers "running" before it is done. Default 1.
+    pub ready_after_polls: u32,
+    /// The id of the own model (`create_model_task`); the program plays it. Default `zm_local_demo`.
+    pub own_model_id: String,
+    /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
+    pub abilities: Vec<AbilityProtocol>,
+}
+
+/// One declared ability of the program, with the JSON examples the zone matches calls against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbilityProtocol {
+    /// The ability id.
+    pub id: String,
+    /// Input protocol (a JSON example); `request_data` must match it or the app gets 790016.
+    pub input_protocol: Option<String>,
+    /// Output protocol (a JSON example); the output must match it or the app gets 790014.
+    pub output_protocol: Option<String>,
 }
 
 impl Default for LocalZoneConfig {
@@ -364,6 +386,11 @@ impl Default for LocalZoneConfig {
             app_callback_url: None,
             app_token: SecretString::from("LocalAppToken"),
             app_encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),
+            access_token_ttl_secs: 7200,
+            program_timeout_ms: 10_000,
+            ready_after_polls: 1,
+            own_model_id: "zm_local_demo".into(),
+            abilities: Vec::new(),
         }
     }
 }
@@ -509,6 +536,19 @@ impl Config {
             .map_err(|_| ConfigError::new("local_zone.app_encoding_aes_key", "must be 43 characters of [A-Za-z0-9]"))?;
         if lz.corp_id.is_empty() || lz.program_id.is_empty() {
             return Err(ConfigError::new("local_zone.corp_id", "corp_id and program_id must not be empty"));
+        }
+        positive("local_zone.access_token_ttl_secs", lz.access_token_ttl_secs)?;
+        positive("local_zone.program_timeout_ms", lz.program_timeout_ms)?;
+        for (i, a) in lz.abilities.iter().enumerate() {
+            let protocols = [("input_protocol", &a.input_protocol), ("output_protocol", &a.output_protocol)];
+            for (name, text) in protocols {
+                if text.as_deref().is_some_and(|t| serde_json::from_str::<serde_json::Value>(t).is_err()) {
+                    return Err(ConfigError::new(
+                        format!("local_zone.abilities[{i}].{name}"),
+                        "must be a JSON example",
+                    ));
+                }
+            }
         }
         self.validate_app()?;
         Ok(())

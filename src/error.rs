@@ -208,6 +208,21 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_lists_every_code_with_its_message_and_nothing_else() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("## Error codes").expect("an error-code section");
+        let rows: Vec<(i64, String)> = readme[start..]
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                Some((cells.get(1)?.parse().ok()?, (*cells.get(2)?).to_owned()))
+            })
+            .collect();
+        let codes: Vec<(i64, String)> = ErrorCode::ALL.iter().map(|c| (c.code(), c.message().to_owned())).collect();
+        assert_eq!(rows, codes);
+    }
+
+    #[test]
     fn an_sdk_failure_reply_carries_the_invoke_return_code() {
         let e = AppError::from(SdkError::Invoke { api: "sync_msg".into(), ret: -10006 });
         let v = e.to_reply_json();

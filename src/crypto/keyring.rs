@@ -163,6 +163,11 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl SecretKey {
+    /// A key the app unwrapped itself and sent in (app-side.md §5.4).
+    pub fn from_given(key: String) -> Self {
+        Self(Zeroizing::new(key))
+    }
+
     /// The key text, for the SDK request that needs it. Never log it.
     pub fn expose_secret(&self) -> &str {
         &self.0

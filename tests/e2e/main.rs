@@ -4,4 +4,7 @@
 mod helpers;
 
 mod callback;
+
+mod local_zone;
+mod local_zone_sdk;
 mod image;
