@@ -349,6 +349,11 @@ impl AppClient {
     }
 }
 
+/// `text` as JSON when it is JSON, else as a JSON string (for printing `response_data`).
+pub fn as_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
 fn bad_reply(api: &str, reason: &str) -> AppClientError {
     AppClientError::BadReply { api: api.to_owned(), reason: reason.to_owned() }
 }

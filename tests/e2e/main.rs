@@ -5,6 +5,7 @@ mod helpers;
 
 mod callback;
 
+mod app_cli;
+mod image;
 mod local_zone;
 mod local_zone_sdk;
-mod image;
