@@ -7,6 +7,7 @@ mod helpers;
 mod callback;
 mod native;
 
+mod app_cli;
 mod image;
 mod local_zone;
 mod local_zone_data;
