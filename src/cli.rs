@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 
 use crate::app::{App, shutdown_signal};
-use crate::config::{Config, SdkBackend};
+use crate::config::{Config, KeyringEntry, LocalZoneConfig, SdkBackend};
+use crate::local_zone::LocalZone;
 
 /// The WeCom data & intelligence zone program.
 #[derive(Debug, Parser)]
@@ -99,10 +101,13 @@ pub enum AppCommand {
         #[arg(default_value = "{}")]
         request_data: String,
     },
-    /// async_program_result: print what the program reported for a job.
+    /// async_program_result: print what the program reported for a job (or that it still runs).
     Result {
         /// The jobid from `app async`.
         jobid: String,
+        /// Poll until the job is done, for at most this many seconds.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
     /// set_public_key: register the public key that wraps message secret keys.
     SetPublicKey {
@@ -187,6 +192,13 @@ pub struct ServeArgs {
     /// Override sdk.backend.
     #[arg(long, value_enum)]
     pub sdk: Option<SdkBackend>,
+    /// Open the vendor SDK's debug mode at start with this debug token (调试凭证, valid 3 days);
+    /// needs `--sdk native` and `--access-token`. Overrides sdk.native.debug_token.
+    #[arg(long, value_name = "TOKEN", requires = "access_token", value_parser = secret)]
+    pub debug_token: Option<SecretString>,
+    /// The app's access_token for debug mode (valid about 2 hours). Overrides sdk.native.access_token.
+    #[arg(long, value_name = "TOKEN", requires = "debug_token", value_parser = secret)]
+    pub access_token: Option<SecretString>,
 }
 
 /// Runs the command line with the process arguments and environment.
@@ -202,12 +214,16 @@ pub fn run() -> anyhow::Result<()> {
             println!("configuration ok (sdk backend: {:?}, listen: {})", config.sdk.backend, config.server.listen);
             Ok(())
         }
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
             if let Some(listen) = args.listen {
                 config.server.listen = listen;
             }
             if let Some(sdk) = args.sdk {
                 config.sdk.backend = sdk;
+            }
+            if let (Some(debug), Some(access)) = (args.debug_token.take(), args.access_token.take()) {
+                config.sdk.native.debug_token = Some(debug);
+                config.sdk.native.access_token = Some(access);
             }
             config.validate()?;
             crate::telemetry::init(&config.log);
@@ -221,18 +237,81 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::LocalZone => {
             crate::telemetry::init(&config.log);
-            anyhow::bail!("the local zone is not part of this build yet")
+            runtime()?.block_on(local_zone_only(config))
         }
     }
 }
 
-async fn serve(config: Config, local: bool) -> anyhow::Result<()> {
-    if local {
-        tracing::warn!("--local: the local zone is not part of this build yet; serving the program only");
+async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
+    if !local {
+        let app = App::build(config).await?;
+        tracing::info!(addr = %app.local_addr(), "zone program listening");
+        return app.run_until_stopped(shutdown_signal()).await;
     }
+    // The zone binds first so the program can be pointed at it, then learns the program's URL.
+    let zone = LocalZone::bind(&config).await?;
+    config.sdk.backend = SdkBackend::Local;
+    config.sdk.local.zone_url = zone.url();
+    if config.keyring.keys.is_empty() {
+        config.keyring.keys.push(KeyringEntry {
+            corp_id: config.local_zone.corp_id.clone(),
+            public_key_ver: 1,
+            private_key_path: zone.private_key_path().to_path_buf(),
+        });
+    }
+    let lz = config.local_zone.clone();
     let app = App::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "zone program listening");
-    app.run_until_stopped(shutdown_signal()).await
+    let program_addr = app.local_addr();
+    let program_url = format!("http://{}", loopback_for(program_addr));
+    print_first_call(&lz, &zone.url(), &program_url);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let zone_task = tokio::spawn(zone.run_until_stopped(program_url, stopped(stop_rx.clone())));
+    let served = app.run_until_stopped(stopped(stop_rx)).await;
+    zone_task.abort();
+    served
+}
+
+async fn local_zone_only(config: Config) -> anyhow::Result<()> {
+    let zone = LocalZone::bind(&config).await?;
+    let lz = config.local_zone.clone();
+    print_first_call(&lz, &zone.url(), &lz.program_url);
+    zone.run_until_stopped(lz.program_url.clone(), shutdown_signal()).await
+}
+
+/// A wildcard listen address is reached through loopback.
+fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+}
+
+/// Prints, at start, how to call the program through the local zone (the README's first call).
+fn print_first_call(lz: &LocalZoneConfig, zone_url: &str, program_url: &str) {
+    use secrecy::ExposeSecret as _;
+    let secret = lz.corp_secret.expose_secret();
+    let secret = if secret == LocalZoneConfig::default().corp_secret.expose_secret() {
+        secret
+    } else {
+        "<local_zone.corp_secret>"
+    };
+    println!(
+        "local zone: {zone_url}  (app API /cgi-bin/*, SDK API /sdk/invoke, controls /local/*)\n\
+         program:    {program_url}\n\
+         demo message key: {dir}/{key} (public_key_ver 1)\n\n\
+         First call (paste into a shell):\n\
+         TOKEN=$(curl -s '{zone_url}/cgi-bin/gettoken?corpid={corp}&corpsecret={secret}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+         curl -s -X POST \"{zone_url}/cgi-bin/chatdata/sync_call_program?access_token=$TOKEN\" \\\n  \
+         -d '{{\"program_id\":\"{program}\",\"ability_id\":\"invoke_sync_msg\",\"request_data\":\"{{\\\"limit\\\":2}}\"}}'\n",
+        dir = lz.data_dir.display(),
+        key = crate::local_zone::keys::PRIVATE_KEY_FILE,
+        corp = lz.corp_id,
+        program = lz.program_id,
+    );
 }
 
 fn preflight(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -240,6 +319,11 @@ fn preflight(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     print!("{}", report.render());
     anyhow::ensure!(report.passed(), "preflight failed: {} problem(s)", report.failures());
     Ok(())
+}
+
+/// Parses a secret command-line value (never shown by `Debug`).
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -255,5 +339,18 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_debug_token_needs_the_access_token_and_both_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert!(parse(&["zone-program", "serve", "--sdk", "native", "--debug-token", "d"]).is_err());
+        let cli =
+            parse(&["zone-program", "serve", "--sdk", "native", "--debug-token", "d", "--access-token", "a"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        use secrecy::ExposeSecret;
+        assert_eq!(args.debug_token.unwrap().expose_secret(), "d");
+        assert_eq!(args.access_token.unwrap().expose_secret(), "a");
+        assert_eq!(args.sdk, Some(SdkBackend::Native));
     }
 }

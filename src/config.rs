@@ -204,11 +204,24 @@ pub struct NativeSdkConfig {
     pub debug_token: Option<SecretString>,
     /// The app's access_token for debug mode.
     pub access_token: Option<SecretString>,
+    /// Opaque per-instance settings handed to the shim at start. The vendor SDK build of the shim
+    /// ignores them; the stub SDK used in tests reads its settings (codec keys, zone URL, injected
+    /// faults) from them. Default empty.
+    pub init_options: SecretString,
+    /// Also write the program's log lines through the SDK's log functions (the zone keeps only
+    /// those). Default true.
+    pub log_to_sdk: bool,
 }
 
 impl Default for NativeSdkConfig {
     fn default() -> Self {
-        Self { library: PathBuf::from("native/build/libzone_shim.so"), debug_token: None, access_token: None }
+        Self {
+            library: PathBuf::from("native/build/libzone_shim.so"),
+            debug_token: None,
+            access_token: None,
+            init_options: SecretString::from(""),
+            log_to_sdk: true,
+        }
     }
 }
 
@@ -323,7 +336,7 @@ pub struct KeyringEntry {
 }
 
 /// `[local_zone]`: the emulator of the WeCom side. Demo values; offline use only.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalZoneConfig {
     /// Where the local zone listens. Default `127.0.0.1:8081`.
@@ -348,6 +361,31 @@ pub struct LocalZoneConfig {
     pub app_token: SecretString,
     /// The app callback EncodingAESKey (43 of `[A-Za-z0-9]`).
     pub app_encoding_aes_key: SecretString,
+    /// Lifetime of an access_token from `gettoken`, in seconds. Default 7200.
+    pub access_token_ttl_secs: u64,
+    /// How long the zone waits for the program's reply to a request, in milliseconds. Default 10000.
+    pub program_timeout_ms: u64,
+    /// Result polls a model task or export job answers "running" before it is done. Default 1.
+    pub ready_after_polls: u32,
+    /// The id of the own model (`create_model_task`); the program plays it. Default `zm_local_demo`.
+    pub own_model_id: String,
+    /// An export job finishes (and `chat_archive_export_finished` is raised) this long after its
+    /// creation, in milliseconds; 0 = only through `/local/events`. Default 2000.
+    pub export_finish_after_ms: u64,
+    /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
+    pub abilities: Vec<AbilityProtocol>,
+}
+
+/// One declared ability of the program, with the JSON examples the zone matches calls against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbilityProtocol {
+    /// The ability id.
+    pub id: String,
+    /// Input protocol (a JSON example); `request_data` must match it or the app gets 790016.
+    pub input_protocol: Option<String>,
+    /// Output protocol (a JSON example); the output must match it or the app gets 790014.
+    pub output_protocol: Option<String>,
 }
 
 impl Default for LocalZoneConfig {
@@ -364,6 +402,12 @@ impl Default for LocalZoneConfig {
             app_callback_url: None,
             app_token: SecretString::from("LocalAppToken"),
             app_encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),
+            access_token_ttl_secs: 7200,
+            program_timeout_ms: 10_000,
+            ready_after_polls: 1,
+            own_model_id: "zm_local_demo".into(),
+            export_finish_after_ms: 2000,
+            abilities: Vec::new(),
         }
     }
 }
@@ -498,6 +542,12 @@ impl Config {
         if self.sdk.native.debug_token.is_some() != self.sdk.native.access_token.is_some() {
             return Err(ConfigError::new("sdk.native.debug_token", "debug_token and access_token go together"));
         }
+        if self.sdk.native.debug_token.is_some() && self.sdk.backend != SdkBackend::Native {
+            return Err(ConfigError::new("sdk.native.debug_token", "debug mode needs sdk.backend = \"native\""));
+        }
+        if self.sdk.backend == SdkBackend::Native && self.sdk.native.library.as_os_str().is_empty() {
+            return Err(ConfigError::new("sdk.native.library", "must name the shim library"));
+        }
         for (i, k) in self.keyring.keys.iter().enumerate() {
             if k.corp_id.is_empty() {
                 return Err(ConfigError::new(format!("keyring.keys[{i}].corp_id"), "must not be empty"));
@@ -509,6 +559,19 @@ impl Config {
             .map_err(|_| ConfigError::new("local_zone.app_encoding_aes_key", "must be 43 characters of [A-Za-z0-9]"))?;
         if lz.corp_id.is_empty() || lz.program_id.is_empty() {
             return Err(ConfigError::new("local_zone.corp_id", "corp_id and program_id must not be empty"));
+        }
+        positive("local_zone.access_token_ttl_secs", lz.access_token_ttl_secs)?;
+        positive("local_zone.program_timeout_ms", lz.program_timeout_ms)?;
+        for (i, a) in lz.abilities.iter().enumerate() {
+            let protocols = [("input_protocol", &a.input_protocol), ("output_protocol", &a.output_protocol)];
+            for (name, text) in protocols {
+                if text.as_deref().is_some_and(|t| serde_json::from_str::<serde_json::Value>(t).is_err()) {
+                    return Err(ConfigError::new(
+                        format!("local_zone.abilities[{i}].{name}"),
+                        "must be a JSON example",
+                    ));
+                }
+            }
         }
         self.validate_app()?;
         Ok(())
@@ -647,6 +710,20 @@ mod tests {
         let c = Config::load(None, env(&[])).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains(DEMO_LOCAL_KEY) && !dbg.contains(DEMO_LOCAL_TOKEN), "{dbg}");
+    }
+
+    #[test]
+    fn debug_mode_needs_the_native_backend_and_both_tokens() {
+        let debug =
+            [("ZONE_PROGRAM_SDK__NATIVE__DEBUG_TOKEN", "dbg"), ("ZONE_PROGRAM_SDK__NATIVE__ACCESS_TOKEN", "acc")];
+        let err = Config::load(None, env(&debug)).unwrap_err();
+        assert_eq!(err.key, "sdk.native.debug_token");
+        assert!(err.to_string().contains("native") && !err.to_string().contains("dbg"), "{err}");
+        let native = [debug[0], debug[1], ("ZONE_PROGRAM_SDK__BACKEND", "native")];
+        let c = Config::load(None, env(&native)).unwrap();
+        assert_eq!(c.sdk.backend, SdkBackend::Native);
+        let err = Config::load(None, env(&native[..1])).unwrap_err();
+        assert_eq!(err.key, "sdk.native.debug_token");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The WeCom data & intelligence zone program. A request's path, top to bottom:
-//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → [`sdk`]`::encode_reply`.
+//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → the decoded request's `ReplyBuilder`.
 
 /// The call_type 1 abilities: registry, `invoke_<api>`, `get_callback_data`, workflows.
 pub mod abilities;
@@ -27,6 +27,8 @@ pub mod http;
 pub mod jobs;
 /// `keygen`: RSA-2048 key pairs for `set_public_key`, private keys written owner-only.
 pub mod keygen;
+/// The local zone: an offline emulator of the WeCom side (for development and tests; the program never uses it).
+pub mod local_zone;
 /// `preflight`: the start check (config, key files, SDK library, data directory, port).
 pub mod preflight;
 /// The zone SDK seam and its backends.

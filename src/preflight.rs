@@ -16,7 +16,8 @@ use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::traits::PublicKeyParts as _;
 use zeroize::Zeroizing;
 
-use crate::config::{Config, KeyringEntry, SdkBackend};
+use crate::config::{Config, KeyringConfig, KeyringEntry, SdkBackend};
+use crate::crypto::keyring::Keyring;
 
 /// Largest key file read (a 4096-bit PEM is about 3.3 KiB).
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -122,13 +123,14 @@ pub fn run(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>)
 
 /// The checks that need a loaded configuration.
 pub fn check_loaded(config: &Config, report: &mut Report) {
-    check_keyring(&config.keyring.keys, report);
+    check_keyring(&config.keyring, report);
     check_sdk(config, report);
     check_data_dir(&config.store.path, report);
     check_port(config, report);
 }
 
-fn check_keyring(keys: &[KeyringEntry], report: &mut Report) {
+fn check_keyring(keyring: &KeyringConfig, report: &mut Report) {
+    let keys = &keyring.keys;
     if keys.is_empty() {
         report.push(
             "keyring",
@@ -150,6 +152,13 @@ fn check_keyring(keys: &[KeyringEntry], report: &mut Report) {
             continue;
         }
         report.push(what, check_key_file(entry));
+    }
+    if report.passed() {
+        let outcome = match Keyring::load(keyring) {
+            Ok(ring) => Outcome::Ok(format!("{} key(s) load as the program loads them", ring.len())),
+            Err(e) => Outcome::Fail { problem: e.to_string(), fix: "correct the file named above".into() },
+        };
+        report.push("keyring", outcome);
     }
 }
 
@@ -347,6 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn a_sound_keyring_passes_and_is_loaded_by_the_programs_own_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = crate::keygen::generate(dir.path(), "wwcorp", None, &[], &mut rand::rngs::StdRng::seed_from_u64(2))
+            .unwrap();
+        let keyring = KeyringConfig {
+            keys: vec![KeyringEntry {
+                corp_id: "wwcorp".into(),
+                public_key_ver: 1,
+                private_key_path: k.private_key_path,
+            }],
+        };
+        let mut report = Report::default();
+        check_keyring(&keyring, &mut report);
+        assert!(report.passed(), "{}", report.render());
+        assert!(
+            report.render().contains("ok    keyring: 1 key(s) load as the program loads them"),
+            "{}",
+            report.render()
+        );
+    }
+
+    #[test]
     fn a_missing_or_non_rsa_key_file_fails_with_the_keygen_command() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wwcorp.1.pem");
@@ -364,7 +395,7 @@ mod tests {
         let entry =
             || KeyringEntry { corp_id: "ww".into(), public_key_ver: 1, private_key_path: "/nonexistent".into() };
         let mut report = Report::default();
-        check_keyring(&[entry(), entry()], &mut report);
+        check_keyring(&KeyringConfig { keys: vec![entry(), entry()] }, &mut report);
         assert!(failure_of(&report, "keyring.keys[1]").unwrap().0.contains("listed twice"));
     }
 

@@ -1,6 +1,8 @@
 //! The plaintext frame `random16 ‖ u32 BE msg_len ‖ msg ‖ receive_id`, padded with strict PKCS#7 to
 //! 32-byte blocks (app-side.md §4.2–4.3).
 
+use zeroize::{Zeroize, Zeroizing};
+
 use super::{CryptoError, Opened};
 
 /// The padding block size of the WeCom scheme (not the AES block size).
@@ -18,18 +20,24 @@ pub(super) fn build(random: &[u8; 16], msg: &[u8], receive_id: &[u8]) -> Vec<u8>
     buf
 }
 
-/// Splits a decrypted, still padded frame.
-pub(super) fn split(plain: &[u8]) -> Result<Opened, CryptoError> {
-    let body = unpad(plain)?;
-    if body.len() < 20 {
+/// Splits a decrypted, still padded frame in place: the message moves to the front of `buf` and is
+/// returned in it, so no second copy of the plaintext is made; every other byte (the random prefix,
+/// the length, the receive id, the padding and the stale tail) is zeroized, and on failure all of
+/// `buf` is.
+pub(super) fn split(mut buf: Zeroizing<Vec<u8>>) -> Result<Opened, CryptoError> {
+    let body_len = unpad(&buf)?.len();
+    if body_len < 20 {
         return Err(CryptoError::IllegalBuffer);
     }
-    let len = u32::from_be_bytes([body[16], body[17], body[18], body[19]]) as usize;
-    let rest = &body[20..];
-    if len > rest.len() {
+    let len = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]) as usize;
+    if len > body_len - 20 {
         return Err(CryptoError::IllegalBuffer);
     }
-    Ok(Opened { msg: rest[..len].to_vec(), receive_id: rest[len..].to_vec() })
+    let receive_id = buf[20 + len..body_len].to_vec();
+    buf.copy_within(20..20 + len, 0);
+    buf[len..].zeroize();
+    buf.truncate(len);
+    Ok(Opened { msg: std::mem::take(&mut *buf), receive_id })
 }
 
 /// Appends `pad = 32 − (len mod 32)` bytes of value `pad` (always 1..=32 bytes).

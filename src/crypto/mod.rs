@@ -150,7 +150,9 @@ impl CallbackCipher {
 
     /// Encrypts with the given 16 random bytes (for known-answer tests; production uses [`Self::encrypt`]).
     pub fn encrypt_with_random(&self, random: &[u8; 16], msg: &[u8], receive_id: &[u8]) -> String {
-        let mut buf = Zeroizing::new(frame::build(random, msg, receive_id));
+        // Not `Zeroizing`: the buffer is sized so that it never reallocates, and it is encrypted in
+        // place, so what is left to drop is ciphertext only.
+        let mut buf = frame::build(random, msg, receive_id);
         let len = buf.len();
         let key = self.key.expose_bytes();
         let enc = Aes256CbcEnc::new(key.into(), key[..16].into());
@@ -168,8 +170,8 @@ impl CallbackCipher {
         }
         let key = self.key.expose_bytes();
         let dec = Aes256CbcDec::new(key.into(), key[..16].into());
-        let plain = dec.decrypt_padded_mut::<NoPadding>(&mut buf).map_err(|_| CryptoError::DecryptAes)?;
-        frame::split(plain)
+        dec.decrypt_padded_mut::<NoPadding>(&mut buf).map_err(|_| CryptoError::DecryptAes)?;
+        frame::split(buf)
     }
 
     /// Decrypts and requires the receive id to be `expected` (constant-time compare).
