@@ -119,6 +119,8 @@ async fn an_async_task_reaches_the_program_and_its_reported_result_is_returned()
     assert_eq!(env.async_result(&jobid).await["status"], 0, "not reported yet");
     let job_info = env.zone.data().program_jobs[&jobid].job_info.clone();
     let ctx = CallContext { corp_id: CORP.into(), agent_id: 1_000_002, ability_id: "long_job".into(), job_info };
+    let missing = env.sdk_in(&ctx, "program_async_job_call_back", &json!({"result": "{}"})).await.unwrap();
+    assert_eq!(missing["errcode"], 40058, "errcode is required, and a refused report changes nothing");
     let report = json!({"errcode": 0, "result": "{\"summary\":\"done\"}"});
     let ack = env.sdk_in(&ctx, "program_async_job_call_back", &report).await.unwrap();
     assert_eq!(ack["errcode"], 0, "{ack}");
