@@ -30,6 +30,8 @@ pub enum Command {
     LocalZone,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Load-benchmark the program against the axum echo floor and the one-thread demo (BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options of `serve`.
@@ -65,6 +67,10 @@ pub fn run() -> anyhow::Result<()> {
             config.validate()?;
             crate::telemetry::init(&config.log);
             runtime()?.block_on(serve(config, args.local))
+        }
+        Command::Bench(args) => {
+            crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+            crate::bench::run(&config, cli.config.clone(), args, None)
         }
         Command::LocalZone => {
             crate::telemetry::init(&config.log);

@@ -3,6 +3,8 @@
 
 /// The program's state and its build / run / shutdown.
 pub mod app;
+/// `zone-program bench`: the load benchmark against the framework floor and the one-thread demo.
+pub mod bench;
 /// The command line.
 pub mod cli;
 /// The local codec between the program and the local zone (not WeCom's wire format).
