@@ -1,10 +1,13 @@
 //! The single end-to-end test binary: the real program (and, where needed, the local zone) on
 //! random loopback ports, driven over HTTP as WeCom and the app would.
 
+mod backend;
 mod helpers;
 
 mod callback;
+mod native;
 
+mod app_cli;
 mod image;
 mod local_zone;
 mod local_zone_data;
