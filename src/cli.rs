@@ -101,10 +101,13 @@ pub enum AppCommand {
         #[arg(default_value = "{}")]
         request_data: String,
     },
-    /// async_program_result: print what the program reported for a job.
+    /// async_program_result: print what the program reported for a job (or that it still runs).
     Result {
         /// The jobid from `app async`.
         jobid: String,
+        /// Poll until the job is done, for at most this many seconds.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
     /// set_public_key: register the public key that wraps message secret keys.
     SetPublicKey {

@@ -369,6 +369,9 @@ pub struct LocalZoneConfig {
     pub ready_after_polls: u32,
     /// The id of the own model (`create_model_task`); the program plays it. Default `zm_local_demo`.
     pub own_model_id: String,
+    /// An export job finishes (and `chat_archive_export_finished` is raised) this long after its
+    /// creation, in milliseconds; 0 = only through `/local/events`. Default 2000.
+    pub export_finish_after_ms: u64,
     /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
     pub abilities: Vec<AbilityProtocol>,
 }
@@ -403,6 +406,7 @@ impl Default for LocalZoneConfig {
             program_timeout_ms: 10_000,
             ready_after_polls: 1,
             own_model_id: "zm_local_demo".into(),
+            export_finish_after_ms: 2000,
             abilities: Vec::new(),
         }
     }

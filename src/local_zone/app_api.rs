@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::faults::{self, Applied};
-use super::model::ProgramJob;
+use super::model::{JobKind, ProgramJob};
 use super::program::{self, CONNECT_FAIL, ProgramCall};
 use super::req::{ApiError, ApiResult, Req, reply_of};
 use crate::config::LocalZoneConfig;
@@ -172,6 +172,7 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
         let jobid = data.mint("JOB");
         let job_info = data.mint("JI");
         let job = ProgramJob {
+            kind: JobKind::App,
             jobid: jobid.clone(),
             job_info: job_info.clone(),
             ability_id: t.ability_id.clone(),
@@ -179,6 +180,7 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
             report: None,
             delivery_error: None,
             protocol_mismatch: false,
+            fail_list: Vec::new(),
         };
         data.program_jobs.insert(jobid.clone(), job);
         (jobid, job_info)
@@ -190,14 +192,14 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
         data: t.request_data,
         ..ProgramCall::default()
     };
-    spawn_job_delivery(shared.clone(), jobid.clone(), call);
+    spawn_job_delivery(shared.clone(), jobid.clone(), call, Duration::from_millis(shared.cfg.program_timeout_ms));
     Ok(json!({ "jobid": jobid }))
 }
 
-/// Delivers an async request to the program in the background; a failed delivery fails the job.
-pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall) {
+/// Delivers an async request to the program in the background; a failed delivery (including no
+/// answer within `timeout`) fails the job.
+pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall, timeout: Duration) {
     tokio::spawn(async move {
-        let timeout = Duration::from_millis(shared.cfg.program_timeout_ms);
         if let Err(e) = program::call(&shared, call, timeout).await {
             tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
             if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
@@ -212,8 +214,8 @@ pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall)
 fn async_program_result(shared: &Shared, req: &Req) -> ApiResult {
     let jobid = req.str_req("jobid", 128)?;
     let data = shared.data();
-    let job = data.program_jobs.get(jobid).ok_or_else(|| ApiError::invalid("jobid", "no such job"))?;
-    job_outcome(job)
+    let job = data.program_jobs.get(jobid).filter(|j| j.kind == JobKind::App);
+    job_outcome(job.ok_or_else(|| ApiError::invalid("jobid", "no such job"))?)
 }
 
 /// The result fields of a program job (shared with `get_model_task_result` / `get_program_task_result`).

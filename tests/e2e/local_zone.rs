@@ -49,12 +49,16 @@ async fn sync_call_program_reaches_the_program_and_returns_its_reply_as_response
     let reply = env.app_call("invoke_sync_msg", r#"{"limit":2}"#, None).await;
     assert_eq!(reply["errcode"], 0, "{reply}");
     let data: Value = serde_json::from_str(reply["response_data"].as_str().unwrap()).unwrap();
-    assert_eq!(data["errcode"], 900_003, "the program (without abilities yet) answered: {data}");
+    assert_eq!(data["errcode"], 0, "the zone's sync_msg reply, through the program: {data}");
+    assert_eq!((data["msg_list"].as_array().unwrap().len(), data["has_more"].as_i64()), (2, Some(1)));
+    let unknown = env.app_call("no_such_ability", "{}", None).await;
+    let data: Value = serde_json::from_str(unknown["response_data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["errcode"], 900_003, "{data}");
     let m = &env.state.metrics;
     assert_eq!(
         m.callbacks_answered.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "exactly one request reached the program"
+        2,
+        "exactly two requests reached the program"
     );
 }
 

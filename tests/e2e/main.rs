@@ -7,6 +7,10 @@ mod helpers;
 mod callback;
 mod native;
 
+mod app_cli;
 mod image;
 mod local_zone;
+mod local_zone_data;
+mod local_zone_loop;
+mod local_zone_models;
 mod local_zone_sdk;
