@@ -40,6 +40,8 @@ pub enum Command {
     /// The app side, outside the zone: call the program through WeCom (or the local zone), set keys
     /// and levels, receive program_notify. Settings in [app] of the configuration.
     App(AppArgs),
+    /// Load-benchmark the program against the axum echo floor and the one-thread demo (BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options of `keygen`.
@@ -234,6 +236,10 @@ pub fn run() -> anyhow::Result<()> {
         Command::App(args) => {
             crate::telemetry::init(&config.log);
             runtime()?.block_on(crate::app_client::commands::run(args, config))
+        }
+        Command::Bench(args) => {
+            crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+            crate::bench::run(&config, cli.config.clone(), args, None)
         }
         Command::LocalZone => {
             crate::telemetry::init(&config.log);

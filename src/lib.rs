@@ -7,6 +7,8 @@ pub mod abilities;
 pub mod app;
 /// The app side, outside the zone: WeCom's app API client, the `program_notify` receiver, `app …`.
 pub mod app_client;
+/// `zone-program bench`: the load benchmark against the framework floor and the one-thread demo.
+pub mod bench;
 /// The command line.
 pub mod cli;
 /// The local codec between the program and the local zone (not WeCom's wire format).
