@@ -206,3 +206,24 @@ async fn a_bad_event_gets_the_invalid_input_code_and_changes_nothing() {
     assert_eq!(env.state.store.fingerprint().await.unwrap(), before);
     assert_eq!(env.state.jobs.counts().await.unwrap().unfinished(), 0);
 }
+
+#[tokio::test]
+async fn an_event_that_arrives_while_the_notify_store_is_full_is_refused_and_changes_nothing() {
+    let env = TestEnv::spawn_with(|c| c.store.max_notify_entries = 1).await;
+    let kb = env.world().await["kb_ids"][0].clone();
+    let event = |ts: i64| {
+        json!({"event_type": "auth_knowledge_base", "timestamp": ts,
+               "auth_knowledge_base": {"knowledge_base_id": kb, "knowledge_base_name": "客服知识"}})
+    };
+    assert_eq!(deliver(&env, &event(1)).await["errcode"], 0);
+    let n = env.next_notify().await;
+    env.settle_jobs().await;
+    let before = env.state.store.fingerprint().await.unwrap();
+    let refused = deliver(&env, &event(2)).await;
+    assert_eq!(refused["errcode"], 900_008, "{refused}");
+    assert_eq!(env.state.store.fingerprint().await.unwrap(), before);
+    // Once the app takes the data, there is room again.
+    pull(&env, &n.notify_id).await;
+    assert_eq!(deliver(&env, &event(2)).await["errcode"], 0);
+    pull_once(&env, 5).await;
+}
