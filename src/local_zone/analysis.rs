@@ -67,7 +67,15 @@ pub fn summary(msgs: &[Usable], max_chars: usize) -> String {
     }
     let first = lines.remove(0);
     lines.sort_by_key(|(i, l)| (std::cmp::Reverse(l.chars().count()), *i));
-    let mut chosen: Vec<(usize, String)> = std::iter::once(first).chain(lines.into_iter().take(2)).collect();
+    let mut chosen = vec![first];
+    for line in lines {
+        if chosen.len() == 3 {
+            break;
+        }
+        if !chosen.iter().any(|(_, l)| *l == line.1) {
+            chosen.push(line);
+        }
+    }
     chosen.sort_by_key(|(i, _)| *i);
     let body: Vec<String> = chosen.into_iter().map(|(_, l)| l).collect();
     format!("【本地模拟摘要】{}", body.join("；"))
@@ -224,6 +232,8 @@ mod tests {
         let msgs = [usable("你好", false), usable("这款产品目前优惠价是299元", true), usable("好", false)];
         let s = summary(&msgs, 30_000);
         assert!(s.starts_with("【本地模拟摘要】客户：你好；员工：这款产品"), "{s}");
+        let repeated = [usable("在吗", false), usable("我要退款", false), usable("我要退款", false)];
+        assert_eq!(summary(&repeated, 30_000), "【本地模拟摘要】客户：在吗；客户：我要退款", "no line twice");
         assert_eq!(s, summary(&msgs, 30_000), "deterministic");
     }
 

@@ -240,6 +240,10 @@ async fn knowledge_sets_are_managed_within_their_limits_and_all_or_nothing() {
         "nothing removed"
     );
     assert_eq!(errcode(&env.sdk("knowledge_base_remove_doc", json!({"kb_id": kb, "docid_list": [ids[0]]})).await), 0);
+    assert_eq!(
+        errcode(&env.sdk("knowledge_base_modify_name", json!({"kb_id": kb, "kb_name": "名".repeat(21)})).await),
+        40058
+    );
     assert_eq!(errcode(&env.sdk("knowledge_base_modify_name", json!({"kb_id": kb, "kb_name": "新名字"})).await), 0);
     let detail = env.sdk("knowledge_base_detail", json!({"kb_id": kb})).await;
     assert_eq!((detail["kb_name"].as_str(), detail["doc_list"].as_array().unwrap().len()), (Some("新名字"), 2));

@@ -82,6 +82,8 @@ async fn a_summary_is_extractive_and_deterministic() {
     assert!(text.starts_with("【本地模拟摘要】") && text.contains("咨询一下这款产品的价格"), "{text}");
     assert_eq!(r1["response_data"], r2["response_data"]);
     assert_eq!(env.sdk("create_summary_task", json!({})).await["errcode"], 40058);
+    let many: Vec<Value> = (0..1001).map(|_| entry(&a)).collect();
+    assert_eq!(env.sdk("create_summary_task", json!({"msg_list": many})).await["errcode"], 40058, "≤ 1000 in total");
 }
 
 #[tokio::test]

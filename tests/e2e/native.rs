@@ -7,23 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wecom_zone_program::app::App;
-use wecom_zone_program::codec::LocalCodec;
 use wecom_zone_program::config::{Config, SdkBackend};
-use wecom_zone_program::sdk::local::{InvokeMessage, codec_from_config};
 use wecom_zone_program::sdk::native::{DECODE_BAD_CALL_TYPE, DECODE_NOT_UTF8};
 use wecom_zone_program::sdk::{CallContext, CallType, SdkError};
 
 use crate::backend::{native_available, shim_path, stub_options, stub_sdk_path};
 use crate::helpers::{CORP, TestEnv, test_config};
 
-/// Starts the program on the native backend with extra stub options and a config tweak.
+/// Starts the program (and the local zone) on the native backend with extra stub options and a config tweak.
 async fn spawn_native(stub: &str, tweak: impl FnOnce(&mut Config)) -> TestEnv {
     let stub = stub.to_owned();
     TestEnv::spawn_with(move |c| {
@@ -34,13 +28,9 @@ async fn spawn_native(stub: &str, tweak: impl FnOnce(&mut Config)) -> TestEnv {
     .await
 }
 
-fn context(job_info: &str) -> CallContext {
-    CallContext {
-        corp_id: CORP.into(),
-        agent_id: 1_000_002,
-        ability_id: "invoke_sync_msg".into(),
-        job_info: job_info.into(),
-    }
+/// The demo corp's plain SDK context.
+fn context() -> CallContext {
+    CallContext { corp_id: CORP.into(), agent_id: 1_000_002, ..CallContext::default() }
 }
 
 #[tokio::test]
@@ -143,81 +133,33 @@ async fn many_parallel_requests_through_the_native_backend_each_get_their_reply(
     assert_eq!((m.callbacks_answered.load(Ordering::SeqCst), m.callbacks_rejected.load(Ordering::SeqCst)), (200, 0));
 }
 
-/// A minimal `/sdk/invoke` responder over the local codec, standing in for the local zone's until it
-/// is on main: echoes the call; API `fail_<code>` answers that return code in `ww-invoke-ret`, API
-/// `empty` an empty message.
-async fn echo_zone() -> String {
-    let codec = Arc::new(codec_from_config(&test_config(std::path::Path::new("/unused")).sdk).unwrap());
-    let router = axum::Router::new().route("/sdk/invoke", axum::routing::post(echo_invoke)).with_state(codec);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
-}
-
-async fn echo_invoke(State(codec): State<Arc<LocalCodec>>, headers: HeaderMap, body: Bytes) -> Response {
-    let headers: Vec<(String, String)> =
-        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    let Ok(opened) = codec.open(&headers, &body) else { return StatusCode::FORBIDDEN.into_response() };
-    let m: InvokeMessage = serde_json::from_slice(&opened.message).unwrap();
-    if let Some(code) = m.api.strip_prefix("fail_") {
-        return ([("ww-invoke-ret", code.to_owned())], "").into_response();
-    }
-    let answer = match m.api.as_str() {
-        "empty" => String::new(),
-        _ => json!({
-            "errcode": 0, "errmsg": "ok", "api": m.api, "request": m.request, "corp_id": m.corp_id,
-            "agent_id": m.agent_id, "ability_id": m.ability_id, "job_info": m.job_info,
-        })
-        .to_string(),
-    };
-    let sealed = codec.seal(answer.as_bytes(), &m.corp_id);
-    let mut res = Response::new(axum::body::Body::from(sealed.body));
-    for (k, v) in sealed.headers {
-        res.headers_mut().insert(axum::http::HeaderName::try_from(k).unwrap(), v.parse().unwrap());
-    }
-    res
-}
-
 #[tokio::test]
-async fn native_invoke_reaches_the_zone_and_maps_every_return_code() {
+async fn native_invoke_reaches_the_local_zone_and_maps_every_return_code() {
     if !native_available() {
         return;
     }
-    let zone = echo_zone().await;
     let env = spawn_native("fault.injected=ret:-10004;fault.big=bytes:5000000;fault.huge=bytes:9000000", |c| {
-        c.sdk.local.zone_url = zone;
         c.sdk.max_response_bytes = 8 << 20;
     })
     .await;
     let sdk = &env.state.sdk;
-    let request = r#"{"cursor":"c\u0000","limit":1,"name":"中文"}"#;
     let rsp: Value =
-        serde_json::from_str(&sdk.invoke(&context("job\u{0}ctx"), "sync_msg", request).await.unwrap()).unwrap();
-    assert_eq!(rsp["api"], "sync_msg");
-    assert_eq!(rsp["request"], request);
-    assert_eq!((rsp["corp_id"].as_str(), rsp["agent_id"].as_i64()), (Some(CORP), Some(1_000_002)));
-    assert_eq!((rsp["ability_id"].as_str(), rsp["job_info"].as_str()), (Some("invoke_sync_msg"), Some("job\u{0}ctx")));
+        serde_json::from_str(&sdk.invoke(&context(), "sync_msg", r#"{"limit":2}"#).await.unwrap()).unwrap();
+    assert_eq!(rsp["errcode"], 0, "{rsp}");
+    assert_eq!(rsp["msg_list"].as_array().map(Vec::len), Some(2), "{rsp}");
 
-    for ret in [-10001, -10002, -10003, -10004, -10006, -10007, -10099] {
-        let api = format!("fail_{ret}");
-        assert_eq!(sdk.invoke(&context(""), &api, "{}").await, Err(SdkError::Invoke { api, ret }));
+    for ret in [-10001, -10002, -10003, -10004, -10006, -10007] {
+        let armed = env.control("faults", json!({"api": "sync_msg", "count": 1, "invoke_ret": ret})).await;
+        assert_eq!(armed["errcode"], 0, "{armed}");
+        let got = sdk.invoke(&context(), "sync_msg", r#"{"limit":1}"#).await;
+        assert_eq!(got, Err(SdkError::Invoke { api: "sync_msg".into(), ret }));
     }
-    assert_eq!(
-        sdk.invoke(&context(""), "empty", "{}").await,
-        Err(SdkError::Invoke { api: "empty".into(), ret: -10007 })
-    );
-    assert_eq!(
-        sdk.invoke(&context(""), "injected", "{}").await,
-        Err(SdkError::Invoke { api: "injected".into(), ret: -10004 })
-    );
-    assert_eq!(sdk.invoke(&context(""), "big", "{}").await.unwrap().len(), 5_000_000);
-    assert_eq!(sdk.invoke(&context(""), "huge", "{}").await, Err(SdkError::BadResponse), "over sdk.max_response_bytes");
-    let no_corp = CallContext { corp_id: String::new(), ..context("") };
-    assert_eq!(
-        sdk.invoke(&no_corp, "sync_msg", "{}").await,
-        Err(SdkError::Invoke { api: "sync_msg".into(), ret: -10001 })
-    );
+    let invoke = |api: &'static str, ctx: CallContext| async move { sdk.invoke(&ctx, api, "{}").await };
+    assert_eq!(invoke("injected", context()).await, Err(SdkError::Invoke { api: "injected".into(), ret: -10004 }));
+    assert_eq!(invoke("big", context()).await.unwrap().len(), 5_000_000);
+    assert_eq!(invoke("huge", context()).await, Err(SdkError::BadResponse), "over sdk.max_response_bytes");
+    let no_corp = CallContext { corp_id: String::new(), ..context() };
+    assert_eq!(invoke("sync_msg", no_corp).await, Err(SdkError::Invoke { api: "sync_msg".into(), ret: -10001 }));
     let a = sdk.generate_notify_id().unwrap();
     assert!(a.len() == 32 && a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
     assert_ne!(a, sdk.generate_notify_id().unwrap());
@@ -235,13 +177,13 @@ async fn a_timed_out_native_call_keeps_its_slot_so_calls_cannot_pile_up() {
     })
     .await;
     let sdk = &env.state.sdk;
-    let ctx = context("");
+    let ctx = context();
     let (a, b) = tokio::join!(sdk.invoke(&ctx, "slow", "{}"), sdk.invoke(&ctx, "slow", "{}"));
     assert_eq!((a, b), (Err(SdkError::Timeout), Err(SdkError::Timeout)));
-    assert_eq!(sdk.invoke(&context(""), "fast", "{}").await, Err(SdkError::Busy), "both slots are still taken");
+    assert_eq!(sdk.invoke(&context(), "fast", "{}").await, Err(SdkError::Busy), "both slots are still taken");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match sdk.invoke(&context(""), "fast", "{}").await {
+        match sdk.invoke(&context(), "fast", "{}").await {
             Err(SdkError::Busy) => assert!(Instant::now() < deadline, "the slots come back when the calls end"),
             other => break assert_eq!(other, Err(SdkError::Invoke { api: "fast".into(), ret: -10006 })),
         }
