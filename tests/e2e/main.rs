@@ -14,3 +14,8 @@ mod local_zone_data;
 mod local_zone_loop;
 mod local_zone_models;
 mod local_zone_sdk;
+
+mod abilities;
+mod events;
+mod jobs;
+mod workflows;
