@@ -10,8 +10,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::abilities::Registry;
 use crate::config::Config;
+use crate::crypto::keyring::Keyring;
+use crate::events::Events;
+use crate::jobs::{JobSettings, Jobs};
 use crate::sdk::{self, ZoneSdk};
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// What every request handler shares.
@@ -23,6 +28,16 @@ pub struct AppState {
     pub sdk: Arc<dyn ZoneSdk>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Notify data, job rows and cursors.
+    pub store: Store,
+    /// The async job system.
+    pub jobs: Jobs,
+    /// The private keys that unwrap message keys.
+    pub keyring: Arc<Keyring>,
+    /// The abilities of this deployment.
+    pub abilities: Arc<Registry>,
+    /// Event handling state (cursor locks).
+    pub events: Arc<Events>,
 }
 
 /// A built, bound, not yet running program.
@@ -43,7 +58,22 @@ impl App {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", config.server.listen))?;
-        let state = AppState { config: Arc::new(config), sdk, metrics: Arc::new(Metrics::default()) };
+        let store = Store::open(&config.store)
+            .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
+        let keyring = Keyring::load(&config.keyring)?;
+        tracing::info!(keys = keyring.len(), "keyring loaded");
+        let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings::from_config(&config.jobs));
+        let abilities = Registry::new(config.abilities.max_input_bytes, config.abilities.output_envelope);
+        let state = AppState {
+            config: Arc::new(config),
+            sdk,
+            metrics: Arc::new(Metrics::default()),
+            store,
+            jobs,
+            keyring: Arc::new(keyring),
+            abilities: Arc::new(abilities),
+            events: Arc::new(Events::default()),
+        };
         Ok(Self { listener, state })
     }
 
@@ -63,11 +93,20 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, and waits up to
-    /// `server.shutdown_grace_ms` for in-flight requests.
+    /// `server.shutdown_grace_ms` for in-flight requests. The job workers and the store purge run
+    /// alongside and stop with the same signal; an interrupted job resumes at the next start.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let grace = Duration::from_millis(self.state.config.server.shutdown_grace_ms);
         let router = crate::http::router(self.state.clone());
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let (stop_background, background_stop) = tokio::sync::watch::channel(false);
+        let mut background =
+            self.state.jobs.spawn_workers(crate::dispatch::Runner::new(self.state.clone()), background_stop.clone());
+        background.push(tokio::spawn(purge_loop(
+            self.state.store.clone(),
+            Duration::from_secs(self.state.config.store.purge_interval_secs),
+            background_stop,
+        )));
         let serve = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -79,11 +118,45 @@ impl App {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            result = serve => result.context("serving HTTP")?,
-            () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections"),
+        let served = tokio::select! {
+            result = serve => result.context("serving HTTP"),
+            () = deadline => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        // Workers finish the step they are in (bounded by the grace period), then stop.
+        let _ = stop_background.send(true);
+        let drain = async {
+            for task in background.iter_mut() {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("job workers did not stop within the grace period; abandoning them");
+            for task in &background {
+                task.abort();
+            }
         }
-        Ok(())
+        served
+    }
+}
+
+/// Purges expired notify data and old job rows every `interval` until `stop` turns true.
+async fn purge_loop(store: Store, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match store.purge().await {
+                Ok(p) if p.expired + p.deleted > 0 => tracing::info!(expired = p.expired, deleted = p.deleted, "store purged"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "store purge failed"),
+            },
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() {
+                return;
+            },
+        }
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Config {
     pub keyring: KeyringConfig,
     /// The local zone emulator (`serve --local`, `local-zone`).
     pub local_zone: LocalZoneConfig,
+    /// The app side, outside the zone (`zone-program app …`).
+    pub app: AppConfig,
 }
 
 /// `[server]`
@@ -254,6 +256,10 @@ pub struct JobsConfig {
     pub model_poll_deadline_secs: u64,
     /// First polling interval of a model task, in milliseconds (backs off to 5 s). Default 200.
     pub model_poll_interval_ms: u64,
+    /// Most runs of one job (transient-failure retries and restarts included) before it gives up:
+    /// an async ability then reports "internal error", an event follow-up delivers what it has.
+    /// Default 5.
+    pub max_runs: u32,
 }
 
 impl Default for JobsConfig {
@@ -265,6 +271,7 @@ impl Default for JobsConfig {
             report_backoff_ms: 500,
             model_poll_deadline_secs: 120,
             model_poll_interval_ms: 200,
+            max_runs: 5,
         }
     }
 }
@@ -316,7 +323,7 @@ pub struct KeyringEntry {
 }
 
 /// `[local_zone]`: the emulator of the WeCom side. Demo values; offline use only.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalZoneConfig {
     /// Where the local zone listens. Default `127.0.0.1:8081`.
@@ -341,6 +348,28 @@ pub struct LocalZoneConfig {
     pub app_token: SecretString,
     /// The app callback EncodingAESKey (43 of `[A-Za-z0-9]`).
     pub app_encoding_aes_key: SecretString,
+    /// Lifetime of an access_token from `gettoken`, in seconds. Default 7200.
+    pub access_token_ttl_secs: u64,
+    /// How long the zone waits for the program's reply to a request, in milliseconds. Default 10000.
+    pub program_timeout_ms: u64,
+    /// Result polls a model task or export job answers "running" before it is done. Default 1.
+    pub ready_after_polls: u32,
+    /// The id of the own model (`create_model_task`); the program plays it. Default `zm_local_demo`.
+    pub own_model_id: String,
+    /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
+    pub abilities: Vec<AbilityProtocol>,
+}
+
+/// One declared ability of the program, with the JSON examples the zone matches calls against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbilityProtocol {
+    /// The ability id.
+    pub id: String,
+    /// Input protocol (a JSON example); `request_data` must match it or the app gets 790016.
+    pub input_protocol: Option<String>,
+    /// Output protocol (a JSON example); the output must match it or the app gets 790014.
+    pub output_protocol: Option<String>,
 }
 
 impl Default for LocalZoneConfig {
@@ -357,6 +386,78 @@ impl Default for LocalZoneConfig {
             app_callback_url: None,
             app_token: SecretString::from("LocalAppToken"),
             app_encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),
+            access_token_ttl_secs: 7200,
+            program_timeout_ms: 10_000,
+            ready_after_polls: 1,
+            own_model_id: "zm_local_demo".into(),
+            abilities: Vec::new(),
+        }
+    }
+}
+
+/// `[app]`: the provider's app backend, outside the zone (`zone-program app …`). The defaults are
+/// the local zone's public demo values, so `app` commands work against `serve --local` as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Base URL of the WeCom API: `https://qyapi.weixin.qq.com`, or the local zone
+    /// (default `http://127.0.0.1:8081`).
+    pub base_url: String,
+    /// The corp id for `gettoken`.
+    pub corp_id: String,
+    /// The app secret for `gettoken`.
+    pub corp_secret: SecretString,
+    /// An access_token obtained elsewhere (e.g. a third-party app's corp token); skips `gettoken`.
+    pub access_token: Option<SecretString>,
+    /// The program id (专区程序 id) the app calls.
+    pub program_id: String,
+    /// File caching the access_token until it expires (mode 0600). Default `data/app-token.json`.
+    pub token_cache: PathBuf,
+    /// Deadline of one API call in milliseconds. Default 15000.
+    pub timeout_ms: u64,
+    /// The app's callback receiver (`app listen`).
+    pub callback: AppCallbackConfig,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8081".into(),
+            corp_id: "wwlocal0000000001".into(),
+            corp_secret: SecretString::from("LocalZoneDemoCorpSecret"),
+            access_token: None,
+            program_id: "zp_local_demo".into(),
+            token_cache: PathBuf::from("data/app-token.json"),
+            timeout_ms: 15_000,
+            callback: AppCallbackConfig::default(),
+        }
+    }
+}
+
+/// `[app.callback]`: where `app listen` receives WeCom's XML callbacks, and their keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppCallbackConfig {
+    /// Address to listen on. Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+    /// URL path of the callback. Default `/callback`.
+    pub path: String,
+    /// The callback Token (1–32 of `[A-Za-z0-9]`).
+    pub token: SecretString,
+    /// The callback EncodingAESKey (43 of `[A-Za-z0-9]`).
+    pub encoding_aes_key: SecretString,
+    /// Accepted ReceiveIds (your corp id, the authorising corp ids, your suite id). Empty: `app.corp_id`.
+    pub receive_ids: Vec<String>,
+}
+
+impl Default for AppCallbackConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            path: "/callback".into(),
+            token: SecretString::from("LocalAppToken"),
+            encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),
+            receive_ids: Vec::new(),
         }
     }
 }
@@ -413,6 +514,7 @@ impl Config {
         positive("jobs.report_attempts", u64::from(self.jobs.report_attempts))?;
         positive("jobs.model_poll_deadline_secs", self.jobs.model_poll_deadline_secs)?;
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
+        positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
         if self.abilities.max_input_bytes > self.server.body_limit_bytes {
             return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));
@@ -435,6 +537,44 @@ impl Config {
         if lz.corp_id.is_empty() || lz.program_id.is_empty() {
             return Err(ConfigError::new("local_zone.corp_id", "corp_id and program_id must not be empty"));
         }
+        positive("local_zone.access_token_ttl_secs", lz.access_token_ttl_secs)?;
+        positive("local_zone.program_timeout_ms", lz.program_timeout_ms)?;
+        for (i, a) in lz.abilities.iter().enumerate() {
+            let protocols = [("input_protocol", &a.input_protocol), ("output_protocol", &a.output_protocol)];
+            for (name, text) in protocols {
+                if text.as_deref().is_some_and(|t| serde_json::from_str::<serde_json::Value>(t).is_err()) {
+                    return Err(ConfigError::new(
+                        format!("local_zone.abilities[{i}].{name}"),
+                        "must be a JSON example",
+                    ));
+                }
+            }
+        }
+        self.validate_app()?;
+        Ok(())
+    }
+
+    fn validate_app(&self) -> Result<(), ConfigError> {
+        let app = &self.app;
+        if !(app.base_url.starts_with("http://") || app.base_url.starts_with("https://")) {
+            return Err(ConfigError::new("app.base_url", "must be an http:// or https:// URL"));
+        }
+        if app.corp_id.is_empty() {
+            return Err(ConfigError::new("app.corp_id", "must not be empty"));
+        }
+        if app.program_id.is_empty() {
+            return Err(ConfigError::new("app.program_id", "must not be empty"));
+        }
+        if app.timeout_ms == 0 {
+            return Err(ConfigError::new("app.timeout_ms", "must be greater than 0"));
+        }
+        let cb = &app.callback;
+        if !cb.path.starts_with('/') {
+            return Err(ConfigError::new("app.callback.path", "must start with /"));
+        }
+        crypto::parse_token(cb.token.expose_secret()).map_err(|r| ConfigError::new("app.callback.token", r))?;
+        EncodingAesKey::parse(cb.encoding_aes_key.expose_secret())
+            .map_err(|_| ConfigError::new("app.callback.encoding_aes_key", "must be 43 characters of [A-Za-z0-9]"))?;
         Ok(())
     }
 
@@ -547,6 +687,25 @@ mod tests {
         let c = Config::load(None, env(&[])).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains(DEMO_LOCAL_KEY) && !dbg.contains(DEMO_LOCAL_TOKEN), "{dbg}");
+    }
+
+    #[test]
+    fn the_app_defaults_talk_to_the_local_zone_defaults() {
+        let c = Config::load(None, env(&[])).unwrap();
+        let (app, lz) = (&c.app, &c.local_zone);
+        assert_eq!(app.base_url, format!("http://{}", lz.listen));
+        assert_eq!((app.corp_id.as_str(), app.program_id.as_str()), (lz.corp_id.as_str(), lz.program_id.as_str()));
+        assert_eq!(app.corp_secret.expose_secret(), lz.corp_secret.expose_secret());
+        assert_eq!(app.callback.token.expose_secret(), lz.app_token.expose_secret());
+        assert_eq!(app.callback.encoding_aes_key.expose_secret(), lz.app_encoding_aes_key.expose_secret());
+    }
+
+    #[test]
+    fn a_bad_app_callback_key_is_an_error_that_names_it() {
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_APP__CALLBACK__ENCODING_AES_KEY", "short")])).unwrap_err();
+        assert_eq!(err.key, "app.callback.encoding_aes_key");
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_APP__BASE_URL", "qyapi.weixin.qq.com")])).unwrap_err();
+        assert_eq!(err.key, "app.base_url");
     }
 
     #[test]

@@ -1,39 +1,124 @@
-//! Routes a decoded callback: call_type 1 to an ability, call_type 2 to an event handler. Always
-//! yields the reply text; failures become `{errcode, errmsg}` here and nowhere else.
+//! Routes a decoded callback and always yields the reply text:
+//! - call_type 1, sync: run the ability now; its output (or error) is the reply;
+//! - call_type 1, `is_async` (async_program_task, or an own-model/own-program task that must be
+//!   answered within 5 s): check the input, record a durable job, acknowledge at once; a worker
+//!   runs it and reports `{errcode, result}` with `program_async_job_call_back`;
+//! - call_type 2: record the event's follow-up job and acknowledge ([`crate::events`]).
+//!
+//! Failures become `{errcode, errmsg}` here, wrapped in the configured output envelope.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::abilities::{AbilityCx, Output};
 use crate::app::AppState;
-use crate::config::OutputEnvelope;
-use crate::error::{AppError, ErrorCode};
-use crate::sdk::{CallType, Callback};
+use crate::error::AppError;
+use crate::jobs::{JobRunner, Step};
+use crate::sdk::{CallContext, CallType, Callback};
+use crate::store::{JobKind, JobRow, NewJob};
 use crate::telemetry::Metrics;
 
 /// Handles one decoded callback and returns the plaintext to encode as the reply.
 pub async fn handle(state: &AppState, callback: Callback) -> String {
     let outcome = match callback.call_type {
-        CallType::AppCall => call_ability(state, &callback).await,
-        CallType::Event => Ok(json!({ "errcode": 0, "errmsg": "ok" })),
+        CallType::AppCall if callback.is_async => accept_async(state, &callback).await,
+        CallType::AppCall => call_sync(state, &callback).await,
+        CallType::Event => crate::events::accept(state, &callback).await.map(Output::Json),
     };
-    let value = match outcome {
-        Ok(v) => v,
-        Err(e) => {
-            Metrics::inc(&state.metrics.error_replies);
-            tracing::info!(errcode = e.code().code(), error = %e, "ability failed");
-            e.to_reply_json()
+    if let Err(e) = &outcome {
+        tracing::info!(errcode = e.code().code(), error = %e, "request failed");
+    }
+    let (errcode, text) = state.abilities.reply(outcome);
+    if errcode != 0 {
+        Metrics::inc(&state.metrics.error_replies);
+    }
+    text
+}
+
+/// The context an ability runs in.
+fn ability_cx(state: &AppState, ctx: CallContext, notify_id: String, budget: Duration) -> AbilityCx {
+    AbilityCx {
+        sdk: state.sdk.clone(),
+        store: state.store.clone(),
+        keyring: state.keyring.clone(),
+        ctx,
+        notify_id,
+        poll_interval: Duration::from_millis(state.config.jobs.model_poll_interval_ms),
+        deadline: tokio::time::Instant::now() + budget,
+    }
+}
+
+async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
+    // Leave a quarter of the request deadline for encoding and the network.
+    let budget = Duration::from_millis(state.config.server.request_timeout_ms * 3 / 4);
+    let cx = ability_cx(state, callback.context(), callback.notify_id.clone(), budget);
+    state.abilities.call(&cx, &callback.ability_id, &callback.data).await
+}
+
+/// What an async ability job keeps of its request.
+#[derive(Serialize, Deserialize)]
+struct AbilityPayload {
+    data: String,
+    notify_id: String,
+}
+
+async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
+    // Bad input is refused now, before anything is stored.
+    state.abilities.check(&callback.ability_id, &callback.data)?;
+    // A redelivered job (same corp and job context) is recognised and not run twice.
+    let dedupe_key = (!callback.job_info.is_empty()).then(|| {
+        let digest = Sha256::new()
+            .chain_update(callback.corp_id.as_bytes())
+            .chain_update([0])
+            .chain_update(callback.job_info.as_bytes());
+        format!("ability:{}", hex::encode(digest.finalize()))
+    });
+    let payload = AbilityPayload { data: callback.data.clone(), notify_id: callback.notify_id.clone() };
+    let job = NewJob {
+        kind: JobKind::Ability,
+        dedupe_key,
+        ctx: callback.context(),
+        payload: serde_json::to_string(&payload).expect("strings serialise"),
+    };
+    let outcome = state.jobs.enqueue(job).await?;
+    tracing::info!(?outcome, "async call accepted");
+    Ok(Output::Json(json!({ "errcode": 0, "errmsg": "ok" })))
+}
+
+/// Runs jobs for the workers: abilities through the registry, events through their handlers.
+pub struct Runner {
+    state: AppState,
+}
+
+impl Runner {
+    /// A runner over `state`.
+    pub fn new(state: AppState) -> Arc<Self> {
+        Arc::new(Self { state })
+    }
+}
+
+#[async_trait]
+impl JobRunner for Runner {
+    async fn run(&self, job: JobRow, last_try: bool) -> Step {
+        match job.kind {
+            JobKind::Ability => {
+                let outcome = match serde_json::from_str::<AbilityPayload>(&job.payload) {
+                    Ok(payload) => {
+                        let budget = Duration::from_secs(self.state.config.jobs.model_poll_deadline_secs);
+                        let cx = ability_cx(&self.state, job.ctx.clone(), payload.notify_id, budget);
+                        self.state.abilities.call(&cx, &job.ctx.ability_id, &payload.data).await
+                    }
+                    Err(_) => Err(AppError::Internal(anyhow::anyhow!("an ability job payload does not parse"))),
+                };
+                let (errcode, result) = self.state.abilities.reply(outcome);
+                Step::Report { errcode, result }
+            }
+            JobKind::Event => crate::events::run_job(&self.state, job, last_try).await,
         }
-    };
-    wrap_output(state.config.abilities.output_envelope, value).to_string()
-}
-
-async fn call_ability(_state: &AppState, _callback: &Callback) -> Result<Value, AppError> {
-    Err(AppError::Code(ErrorCode::UnknownAbility))
-}
-
-/// Applies the configured output envelope.
-pub fn wrap_output(envelope: OutputEnvelope, value: Value) -> Value {
-    match envelope {
-        OutputEnvelope::Bare => value,
-        OutputEnvelope::Output => json!({ "output": value }),
     }
 }

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     ModelTaskTimeout,
     /// No private key for the message's `public_key_ver`.
     KeyUnavailable,
+    /// A message's `encrypted_secret_key` did not unwrap with the configured key.
+    KeyUnwrapFailed,
     /// The job queue is full; retry later.
     JobQueueFull,
     /// An unexpected internal failure (logged with the request id).
@@ -49,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::InvalidInput,
         Self::InputTooLarge,
         Self::UnknownAbility,
@@ -66,6 +68,7 @@ impl ErrorCode {
         Self::ModelTaskFailed,
         Self::ModelTaskTimeout,
         Self::KeyUnavailable,
+        Self::KeyUnwrapFailed,
         Self::JobQueueFull,
         Self::Internal,
     ];
@@ -89,6 +92,7 @@ impl ErrorCode {
             Self::ModelTaskFailed => 900_201,
             Self::ModelTaskTimeout => 900_202,
             Self::KeyUnavailable => 900_203,
+            Self::KeyUnwrapFailed => 900_204,
             Self::JobQueueFull => 900_301,
             Self::Internal => 900_999,
         }
@@ -113,6 +117,7 @@ impl ErrorCode {
             Self::ModelTaskFailed => "model task failed",
             Self::ModelTaskTimeout => "model task timed out",
             Self::KeyUnavailable => "key unavailable",
+            Self::KeyUnwrapFailed => "key unwrap failed",
             Self::JobQueueFull => "job queue full",
             Self::Internal => "internal error",
         }
@@ -172,6 +177,17 @@ impl AppError {
     }
 }
 
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Full => Self::Code(ErrorCode::StoreFull),
+            StoreError::QueueFull => Self::Code(ErrorCode::JobQueueFull),
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
 impl From<ErrorCode> for AppError {
     fn from(code: ErrorCode) -> Self {
         Self::Code(code)
@@ -189,6 +205,21 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), ErrorCode::ALL.len());
         assert!(codes.iter().all(|c| (900_000..1_000_000).contains(c)));
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_code_with_its_message_and_nothing_else() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("## Error codes").expect("an error-code section");
+        let rows: Vec<(i64, String)> = readme[start..]
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                Some((cells.get(1)?.parse().ok()?, (*cells.get(2)?).to_owned()))
+            })
+            .collect();
+        let codes: Vec<(i64, String)> = ErrorCode::ALL.iter().map(|c| (c.code(), c.message().to_owned())).collect();
+        assert_eq!(rows, codes);
     }
 
     #[test]

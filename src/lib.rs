@@ -1,8 +1,12 @@
 //! The WeCom data & intelligence zone program. A request's path, top to bottom:
 //! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → [`sdk`]`::encode_reply`.
 
+/// The call_type 1 abilities: registry, `invoke_<api>`, `get_callback_data`, workflows.
+pub mod abilities;
 /// The program's state and its build / run / shutdown.
 pub mod app;
+/// The app side, outside the zone: WeCom's app API client, the `program_notify` receiver, `app …`.
+pub mod app_client;
 /// `zone-program bench`: the load benchmark against the framework floor and the one-thread demo.
 pub mod bench;
 /// The command line.
@@ -17,9 +21,21 @@ pub mod crypto;
 pub mod dispatch;
 /// The program's error codes and its one error type.
 pub mod error;
+/// The call_type 2 event handlers: store, follow up, notify the app.
+pub mod events;
 /// The HTTP server facing the WeCom backend.
 pub mod http;
+/// Durable async jobs on bounded workers, result reports, model-task polling.
+pub mod jobs;
+/// `keygen`: RSA-2048 key pairs for `set_public_key`, private keys written owner-only.
+pub mod keygen;
+/// The local zone: an offline emulator of the WeCom side (for development and tests; the program never uses it).
+pub mod local_zone;
+/// `preflight`: the start check (config, key files, SDK library, data directory, port).
+pub mod preflight;
 /// The zone SDK seam and its backends.
 pub mod sdk;
+/// Durable state: notify data, job rows, listing cursors (embedded SQLite).
+pub mod store;
 /// Logging and metrics.
 pub mod telemetry;

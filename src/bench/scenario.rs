@@ -18,13 +18,16 @@ use crate::crypto::{CallbackCipher, EncodingAesKey};
 use crate::sdk::local::LocalSdk;
 use crate::sdk::{CallContext, ZoneSdk as _};
 
-/// The SDK API of the pass-through scenario: a read of the keyword rules (sdk-data-apis.md §5.3).
-pub const PASS_THROUGH_API: &str = "get_rule_list";
-/// Its request.
-pub const PASS_THROUGH_REQUEST: &str = r#"{"limit":100}"#;
-/// The ability answered without the SDK. Until the abilities land it is unknown to the program,
-/// which then answers 900003 through the same decode → dispatch → encode path.
+/// The SDK API of the pass-through scenario: the main data API, pulling chat records
+/// (sdk-data-apis.md §3.1).
+pub const PASS_THROUGH_API: &str = "sync_msg";
+/// Its request: the first ten messages of the retention window (a page of about 4 KiB).
+pub const PASS_THROUGH_REQUEST: &str = r#"{"limit":10}"#;
+/// The ability answered without the SDK: what the deployment offers, a reply of some KiB.
 pub const NO_SDK_ABILITY: &str = "list_abilities";
+/// An ability id the program does not offer: its error reply is the shortest full path (decode →
+/// dispatch → encode) through the program.
+pub const UNKNOWN_ABILITY: &str = "bench_no_such_ability";
 /// The replay caches of the program, the baselines and the client must hold every nonce of a run
 /// (the default, 100 000 per 10 minutes, would refuse requests after a few seconds of load).
 pub(super) const NONCE_CAPACITY: usize = 50_000_000;
@@ -34,8 +37,10 @@ pub(super) const NONCE_CAPACITY: usize = 50_000_000;
 pub enum Scenario {
     /// The bare axum echo floor, sent the same bytes as [`Scenario::Ability`].
     Echo,
-    /// The program answering an ability without the SDK.
+    /// The program answering an ability without the SDK (`list_abilities`).
     Ability,
+    /// The program answering an unknown ability id with its error reply.
+    ErrorReply,
     /// The one-thread demo baseline (decode, blocking simulated SDK call, encode).
     OneThread,
     /// The program passing `invoke_<api>` through to the local zone.
@@ -47,7 +52,8 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Self::Echo => "axum echo (floor)",
-            Self::Ability => "ability, no SDK",
+            Self::Ability => "list_abilities (no SDK)",
+            Self::ErrorReply => "unknown ability (error reply)",
             Self::OneThread => "one-thread demo",
             Self::PassThrough => "invoke_ pass-through",
         }
@@ -60,7 +66,7 @@ impl Scenario {
 
     /// Whether the server is the program (not a baseline).
     pub fn is_program(self) -> bool {
-        matches!(self, Self::Ability | Self::PassThrough)
+        matches!(self, Self::Ability | Self::ErrorReply | Self::PassThrough)
     }
 }
 
@@ -116,7 +122,8 @@ pub async fn run_point(
     let client = Arc::new(client_codec(&config)?);
     let data = data_bytes.map_or_else(|| "{}".to_owned(), requests::padded_input);
     let message = match scenario {
-        Scenario::Echo | Scenario::Ability => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, &data),
+        Scenario::Ability => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, &data),
+        Scenario::Echo | Scenario::ErrorReply => requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, &data),
         Scenario::OneThread | Scenario::PassThrough => {
             requests::callback_message(&corp, &format!("invoke_{PASS_THROUGH_API}"), "", false, PASS_THROUGH_REQUEST)
         }
@@ -177,7 +184,7 @@ async fn start_server(
             let latency = cal.sdk_latency.as_micros().to_string();
             args.extend(["--sdk-latency-us".into(), latency, "--reply-bytes".into(), cal.reply_bytes.to_string()]);
         }
-        Scenario::Ability | Scenario::PassThrough => {
+        Scenario::Ability | Scenario::ErrorReply | Scenario::PassThrough => {
             args.extend(["serve", "--listen", "{listen}"].map(String::from));
         }
     }

@@ -7,6 +7,7 @@
 //! made opaque by whoever answers a peer. Nothing here logs.
 
 mod frame;
+pub mod keyring;
 pub mod xml;
 
 #[cfg(test)]

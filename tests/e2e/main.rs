@@ -3,4 +3,9 @@
 
 mod helpers;
 
+mod bench;
 mod callback;
+
+mod image;
+mod local_zone;
+mod local_zone_sdk;

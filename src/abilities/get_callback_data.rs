@@ -1,0 +1,62 @@
+//! `get_callback_data`: returns what an event stored under the request's `notify_id` and removes
+//! it (program-callbacks.md §6.2). The input is `{}`; the `notify_id` comes with the call
+//! (`sync_call_program`'s `notify_id`). Unknown, expired and already-taken data have distinct
+//! codes; a bad input takes nothing.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AbilityCx, AbilityInfo, Handler, Output, Validate};
+use crate::error::{AppError, ErrorCode};
+use crate::store::{NotifyId, TakeError};
+
+/// The ability.
+pub struct GetCallbackData;
+
+/// Its input: an empty object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {}
+
+impl Validate for Input {
+    fn validate(&self) -> Result<(), AppError> {
+        Ok(())
+    }
+}
+
+/// The ability id.
+pub const ID: &str = "get_callback_data";
+
+#[async_trait]
+impl Handler for GetCallbackData {
+    type Input = Input;
+
+    fn info(&self) -> AbilityInfo {
+        AbilityInfo {
+            id: ID.into(),
+            description: "Returns, once, the event data stored under the call's notify_id (from program_notify)."
+                .into(),
+            long_running: false,
+            input_example: json!({}),
+            output_example: crate::events::notify_data_example(),
+        }
+    }
+
+    async fn run(&self, cx: &AbilityCx, _input: Input) -> Result<Output, AppError> {
+        if cx.notify_id.is_empty() {
+            return Err(AppError::Input {
+                code: ErrorCode::MissingNotifyId,
+                reason: "the call has no notify_id".into(),
+            });
+        }
+        let id = NotifyId::parse(&cx.notify_id)
+            .map_err(|e| AppError::Input { code: ErrorCode::MissingNotifyId, reason: e.to_string() })?;
+        match cx.store.take_notify(&cx.ctx.corp_id, &id).await? {
+            Ok(data) => Ok(Output::Raw(data)),
+            Err(TakeError::NotFound) => Err(ErrorCode::NotifyDataNotFound.into()),
+            Err(TakeError::Expired) => Err(ErrorCode::NotifyDataExpired.into()),
+            Err(TakeError::Taken) => Err(ErrorCode::NotifyDataTaken.into()),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `list_abilities`: what this deployment offers, each with the input and output protocol a
+//! provider pastes into the ability configuration (program-callbacks.md §8.1). Outputs are shown
+//! in the configured envelope and include the error fields (`errcode`, `errmsg`, `sdk_ret`,
+//! `sdk_errcode`), because WeCom checks every output against the output protocol (790014).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AbilityCx, AbilityInfo, Handler, Output, Validate, ok_with};
+use crate::config::OutputEnvelope;
+use crate::error::AppError;
+
+/// The ability id.
+pub const ID: &str = "list_abilities";
+
+/// The ability, holding the description of every ability.
+pub struct ListAbilities {
+    abilities: Vec<Value>,
+    envelope: &'static str,
+}
+
+/// Its input: an empty object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {}
+
+impl Validate for Input {
+    fn validate(&self) -> Result<(), AppError> {
+        Ok(())
+    }
+}
+
+impl ListAbilities {
+    /// Describes `infos` for a deployment with `envelope`.
+    pub fn new(infos: Vec<AbilityInfo>, envelope: OutputEnvelope) -> Self {
+        let abilities = infos
+            .into_iter()
+            .map(|info| {
+                let output = with_error_fields(info.output_example);
+                let output = match envelope {
+                    OutputEnvelope::Bare => output,
+                    OutputEnvelope::Output => json!({ "output": output }),
+                };
+                json!({
+                    "ability_id": info.id,
+                    "description": info.description,
+                    "async_recommended": info.long_running,
+                    "input_protocol": info.input_example.to_string(),
+                    "output_protocol": output.to_string(),
+                })
+            })
+            .collect();
+        let envelope = match envelope {
+            OutputEnvelope::Bare => "bare",
+            OutputEnvelope::Output => "output",
+        };
+        Self { abilities, envelope }
+    }
+
+    /// The description of `list_abilities` itself.
+    pub fn own_info() -> AbilityInfo {
+        AbilityInfo {
+            id: ID.into(),
+            description: "Lists the abilities of this deployment with their input and output protocols.".into(),
+            long_running: false,
+            input_example: json!({}),
+            output_example: json!({
+                "output_envelope": "bare",
+                "abilities": [{"ability_id": "", "description": "", "async_recommended": false,
+                               "input_protocol": "{}", "output_protocol": "{}"}],
+            }),
+        }
+    }
+}
+
+/// Adds the fields every output may carry.
+fn with_error_fields(example: Value) -> Value {
+    let mut out = ok_with(example);
+    for key in ["sdk_ret", "sdk_errcode"] {
+        out.as_object_mut().expect("an object").entry(key).or_insert(json!(0));
+    }
+    out
+}
+
+#[async_trait]
+impl Handler for ListAbilities {
+    type Input = Input;
+
+    fn info(&self) -> AbilityInfo {
+        Self::own_info()
+    }
+
+    async fn run(&self, _cx: &AbilityCx, _input: Input) -> Result<Output, AppError> {
+        Ok(Output::Json(ok_with(json!({ "output_envelope": self.envelope, "abilities": self.abilities }))))
+    }
+}

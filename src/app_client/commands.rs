@@ -1,0 +1,246 @@
+//! `zone-program app …`: each subcommand as one function over [`AppClient`]. Results go to standard
+//! output (JSON where the reply is JSON); a non-zero `errcode`, WeCom's or the program's, is shown
+//! with its meaning and makes the command fail.
+
+use std::io::{Read as _, Write as _};
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+
+use super::listen::{Listener, Received};
+use super::notify::CallbackKeys;
+use super::token::unix_now;
+use super::{AppClient, errcode};
+use crate::cli::{AppArgs, AppCommand, DebugAction, LogLevelAction};
+use crate::config::Config;
+
+/// Runs one `app` subcommand with `[app]` of `config` (overridden by the global `app` options).
+pub async fn run(args: AppArgs, mut config: Config) -> anyhow::Result<()> {
+    if let Some(url) = args.base_url {
+        config.app.base_url = url;
+    }
+    if let Some(id) = args.program_id {
+        config.app.program_id = id;
+    }
+    config.validate()?;
+    let app = &config.app;
+    let client = AppClient::from_config(app)?;
+    let program = app.program_id.as_str();
+    match args.command {
+        AppCommand::Token { refresh } => {
+            if refresh {
+                client.forget_token().await;
+            }
+            let t = client.access_token().await?;
+            let valid_for = t.refresh_at.saturating_sub(unix_now());
+            print_json(&json!({ "access_token": t.token.expose_secret(), "valid_for_secs": valid_for }));
+        }
+        AppCommand::Call { ability, request_data, notify_id } => {
+            let request_data = request_text(&request_data)?;
+            let data = client.sync_call_program(program, &ability, &request_data, notify_id.as_deref()).await?;
+            print_response_data(&data);
+            check_program_errcode(&data)?;
+        }
+        AppCommand::Async { ability, request_data } => {
+            let request_data = request_text(&request_data)?;
+            let jobid = client.async_program_task(program, &ability, &request_data).await?;
+            print_json(&json!({ "jobid": jobid }));
+        }
+        AppCommand::Result { jobid } => {
+            let r = client.async_program_result(&jobid).await?;
+            print_json(&json!({ "response_errcode": r.response_errcode, "response_data": as_json(&r.response_data) }));
+            anyhow::ensure!(r.response_errcode == 0, "the job reported {}", errcode::describe(r.response_errcode));
+        }
+        AppCommand::SetPublicKey { public_key_file, ver } => {
+            let pem = std::fs::read_to_string(&public_key_file)
+                .with_context(|| format!("reading {}", public_key_file.display()))?;
+            anyhow::ensure!(
+                pem.contains("-----BEGIN PUBLIC KEY-----"),
+                "{} is not a PEM public key (SubjectPublicKeyInfo, `BEGIN PUBLIC KEY`)",
+                public_key_file.display()
+            );
+            let ver = match ver {
+                Some(v) => v,
+                None => version_from_file_name(&public_key_file, &app.corp_id)?,
+            };
+            client.set_public_key(&pem, ver).await?;
+            print_json(&json!({ "corp_id": app.corp_id, "public_key_ver": ver, "set": true }));
+        }
+        AppCommand::SetReceiveCallback => {
+            client.set_receive_callback(program).await?;
+            print_json(&json!({ "program_id": program, "receives_events": true }));
+        }
+        AppCommand::LogLevel { action: LogLevelAction::Get } => {
+            let level = client.log_level(program).await?;
+            print_json(
+                &json!({ "program_id": program, "log_level": level.number(), "name": format!("{level:?}").to_uppercase() }),
+            );
+        }
+        AppCommand::LogLevel { action: LogLevelAction::Set { level } } => {
+            client.set_log_level(program, level).await?;
+            print_json(&json!({ "program_id": program, "log_level": level.number() }));
+        }
+        AppCommand::Debug { action: DebugAction::Open { debug_token } } => {
+            client.open_debug_mode(program, &SecretString::from(debug_token)).await?;
+            print_json(&json!({ "program_id": program, "debug_mode": "open" }));
+        }
+        AppCommand::Debug { action: DebugAction::Close } => {
+            client.close_debug_mode(program).await?;
+            print_json(&json!({ "program_id": program, "debug_mode": "closed" }));
+        }
+        AppCommand::Debug { action: DebugAction::Status } => {
+            let mut status = client.check_debug_mode(program).await?;
+            status["program_id"] = json!(program);
+            print_json(&status);
+        }
+        AppCommand::Listen { listen, fetch, ability, request_data, count } => {
+            let cb = &app.callback;
+            let receive_ids =
+                if cb.receive_ids.is_empty() { vec![app.corp_id.clone()] } else { cb.receive_ids.clone() };
+            let keys = CallbackKeys::new(cb.token.expose_secret(), cb.encoding_aes_key.expose_secret(), receive_ids)
+                .map_err(|e| anyhow::anyhow!("app.callback keys: {e}"))?;
+            let listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys)
+                .await
+                .with_context(|| format!("binding {}", listen.unwrap_or(cb.listen)))?;
+            let fetch = fetch.then_some((ability, request_data));
+            listen_loop(listener, &client, program, fetch, count).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints each received callback as a JSON line; with `fetch`, calls the ability with each
+/// NotifyId right away and prints what it returned. Stops after `count` notifications.
+async fn listen_loop(
+    mut listener: Listener,
+    client: &AppClient,
+    program: &str,
+    fetch: Option<(String, String)>,
+    count: Option<u64>,
+) -> anyhow::Result<()> {
+    print_line(&json!({ "event": "listening", "url": listener.url() }));
+    let mut notified = 0u64;
+    while count.is_none_or(|n| notified < n) {
+        let received = tokio::select! {
+            r = listener.next() => r,
+            () = crate::app::shutdown_signal() => None,
+        };
+        let Some(received) = received else { break };
+        match received {
+            Received::UrlVerified { receive_id } => {
+                print_line(&json!({ "event": "url_verification", "receive_id": receive_id }));
+            }
+            Received::Other { receive_id, kind } => {
+                print_line(&json!({ "event": kind, "receive_id": receive_id }));
+            }
+            Received::ProgramNotify { receive_id, notify } => {
+                notified += 1;
+                let mut line = serde_json::to_value(&notify)?;
+                line["event"] = json!("program_notify");
+                line["receive_id"] = json!(receive_id);
+                print_line(&line);
+                if let Some((ability, request_data)) = &fetch {
+                    let id = notify.notify_id.as_str();
+                    let line = match client.sync_call_program(program, ability, request_data, Some(id)).await {
+                        Ok(data) => {
+                            json!({ "event": "callback_data", "notify_id": id, "response_data": as_json(&data) })
+                        }
+                        Err(e) => json!({
+                            "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": chain(&e),
+                        }),
+                    };
+                    print_line(&line);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `request_data` from the argument (`-` reads standard input), checked to be JSON.
+fn request_text(arg: &str) -> anyhow::Result<String> {
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading request_data from standard input")?;
+        s
+    } else {
+        arg.to_owned()
+    };
+    serde_json::from_str::<Value>(&text).context("request_data is not JSON")?;
+    Ok(text)
+}
+
+fn version_from_file_name(path: &std::path::Path, corp_id: &str) -> anyhow::Result<u32> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| crate::keygen::key_file_version(n, corp_id))
+        .with_context(|| format!("give --ver: {} is not named {corp_id}.<ver>.pub.pem", path.display()))
+}
+
+/// The program's output is a JSON object with `errcode`; a non-zero one fails the command.
+fn check_program_errcode(response_data: &str) -> anyhow::Result<()> {
+    let code = serde_json::from_str::<Value>(response_data).ok().and_then(|v| v["errcode"].as_i64()).unwrap_or(0);
+    anyhow::ensure!(code == 0, "the program answered {}", errcode::describe(code));
+    Ok(())
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` as JSON when it is JSON, else as a string.
+fn as_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+fn print_response_data(data: &str) {
+    match serde_json::from_str::<Value>(data) {
+        Ok(v) => print_json(&v),
+        Err(_) => println!("{data}"),
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("a Value serialises"));
+}
+
+/// One JSON line, flushed at once (a consumer reads them as they come).
+fn print_line(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_data_must_be_json() {
+        assert_eq!(request_text(r#"{"limit":10}"#).unwrap(), r#"{"limit":10}"#);
+        assert!(request_text("{limit:10}").unwrap_err().to_string().contains("not JSON"));
+    }
+
+    #[test]
+    fn a_program_errcode_fails_the_command_with_its_meaning() {
+        assert!(check_program_errcode(r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert!(check_program_errcode("plain text").is_ok());
+        let err = check_program_errcode(r#"{"errcode":900003,"errmsg":"unknown ability"}"#).unwrap_err();
+        assert_eq!(err.to_string(), "the program answered errcode 900003 (unknown ability)");
+    }
+
+    #[test]
+    fn the_version_is_read_from_a_keygen_file_name() {
+        assert_eq!(version_from_file_name("keys/wwc.3.pub.pem".as_ref(), "wwc").unwrap(), 3);
+        assert!(version_from_file_name("keys/pub.pem".as_ref(), "wwc").is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! Durable async jobs on a bounded set of workers. An async ability call or an event is recorded
+//! as a job row first (so a restart resumes it), acknowledged, then run by one of `jobs.workers`
+//! workers. Each run happens in its own task, so a panic fails the job and never the worker.
+//! Ability results are reported with `program_async_job_call_back` `{errcode, result}` in the
+//! job's own context, retried with exponential backoff; a job never ends silently: it is `done`,
+//! or `failed` and counted. [`poll`] is the model-task polling helper.
+
+pub mod poll;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::JobsConfig;
+use crate::error::{AppError, ErrorCode};
+use crate::sdk::{self, ZoneSdk};
+use crate::store::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase, Store, StoreError};
+
+/// The SDK API that reports an async job's result (sdk-data-apis.md §2.1).
+pub const REPORT_API: &str = "program_async_job_call_back";
+/// Longest wait between two retries.
+const MAX_BACKOFF_MS: u64 = 60_000;
+/// Longest a idle worker sleeps before looking at the table again.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// What running a job produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A result to report with `program_async_job_call_back` (ability jobs).
+    Report {
+        /// The `errcode` to report (0 = success).
+        errcode: i64,
+        /// The `result` text (the ability output).
+        result: String,
+    },
+    /// Finished; nothing to report (event jobs).
+    Done,
+    /// A transient failure: run again after a backoff.
+    Retry,
+    /// Gave up; the job ends as failed.
+    Failed,
+}
+
+/// Runs the jobs of each kind. Implemented by the dispatcher, which knows abilities and events.
+#[async_trait]
+pub trait JobRunner: Send + Sync + 'static {
+    /// Runs `job` once. `last_try` is true when a [`Step::Retry`] would not be honoured: the
+    /// runner should then fall back to whatever it can still deliver.
+    async fn run(&self, job: JobRow, last_try: bool) -> Step;
+}
+
+/// Settings of the job system (`[jobs]`).
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    /// Concurrent workers.
+    pub workers: usize,
+    /// Most unfinished jobs.
+    pub max_pending: i64,
+    /// Attempts to report a result.
+    pub report_attempts: u32,
+    /// First retry delay in milliseconds; doubled per attempt up to a minute.
+    pub backoff_ms: u64,
+    /// Most runs of one job (retries and restarts included) before it gives up.
+    pub max_runs: u32,
+}
+
+impl JobSettings {
+    /// The settings of `[jobs]`.
+    pub fn from_config(config: &JobsConfig) -> Self {
+        Self {
+            workers: config.workers,
+            max_pending: config.max_pending as i64,
+            report_attempts: config.report_attempts,
+            backoff_ms: config.report_backoff_ms,
+            max_runs: config.max_runs,
+        }
+    }
+}
+
+/// The job system: enqueue, workers, and the test hooks "run until empty" and "wait for idle".
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    sdk: Arc<dyn ZoneSdk>,
+    settings: JobSettings,
+    /// Signalled when a job is enqueued or released (workers wait on it).
+    wake: Arc<Notify>,
+    /// Signalled whenever a job changes state ([`Jobs::wait_idle`] waits on it).
+    changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    /// A job system over `store`, reporting through `sdk`.
+    pub fn new(store: Store, sdk: Arc<dyn ZoneSdk>, settings: JobSettings) -> Self {
+        Self { store, sdk, settings, wake: Arc::new(Notify::new()), changed: Arc::new(Notify::new()) }
+    }
+
+    /// Records a job (or recognises a duplicate) and wakes a worker.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, AppError> {
+        let outcome = self.store.enqueue_job(job, self.settings.max_pending).await.map_err(AppError::from)?;
+        self.wake.notify_waiters();
+        self.changed.notify_waiters();
+        Ok(outcome)
+    }
+
+    /// Counts of job rows by state.
+    pub async fn counts(&self) -> Result<JobCounts, StoreError> {
+        self.store.job_counts().await
+    }
+
+    /// Starts `settings.workers` workers; they stop when `stop` turns true (a running job is
+    /// abandoned and resumes at the next start).
+    pub fn spawn_workers(&self, runner: Arc<dyn JobRunner>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        (0..self.settings.workers)
+            .map(|n| {
+                let (jobs, runner, stop) = (self.clone(), runner.clone(), stop.clone());
+                tokio::spawn(async move { jobs.worker(n, runner, stop).await })
+            })
+            .collect()
+    }
+
+    /// Runs every due job in the calling task until none is due; returns how many steps ran.
+    /// Tests use it to drive jobs deterministically instead of sleeping.
+    pub async fn run_until_empty(&self, runner: &Arc<dyn JobRunner>) -> Result<usize, StoreError> {
+        let mut steps = 0;
+        while let Some(job) = self.store.claim_job().await? {
+            self.process(runner, job).await;
+            steps += 1;
+        }
+        Ok(steps)
+    }
+
+    /// Waits until no job is queued or running (workers must be running), up to `timeout`.
+    /// Returns the final counts, or the counts at the deadline as the error.
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<JobCounts, JobCounts> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let counts = self.store.job_counts().await.unwrap_or(JobCounts { queued: -1, ..JobCounts::default() });
+            if counts.queued == 0 && counts.running == 0 {
+                return Ok(counts);
+            }
+            // A periodic re-check covers jobs that become due while nobody signals.
+            let recheck = tokio::time::sleep(Duration::from_millis(50));
+            tokio::select! {
+                () = &mut changed => {}
+                () = recheck => {}
+                () = tokio::time::sleep_until(deadline) => return Err(counts),
+            }
+        }
+    }
+
+    async fn worker(&self, n: usize, runner: Arc<dyn JobRunner>, mut stop: watch::Receiver<bool>) {
+        tracing::debug!(worker = n, "job worker started");
+        while !*stop.borrow() {
+            let wake = self.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            match self.store.claim_job().await {
+                Ok(Some(job)) => {
+                    self.process(&runner, job).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "claiming a job failed"),
+            }
+            let now = self.store.clock().now_ms();
+            let until_due = match self.store.next_job_due_ms().await {
+                Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(IDLE_RECHECK),
+                _ => IDLE_RECHECK,
+            };
+            tokio::select! {
+                () = &mut wake => {}
+                () = tokio::time::sleep(until_due) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::debug!(worker = n, "job worker stopped");
+    }
+
+    /// Advances one claimed job by one step and records the outcome.
+    #[tracing::instrument(skip_all, fields(job_id = job.id, kind = ?job.kind, corp_id = %job.ctx.corp_id, ability_id = %job.ctx.ability_id))]
+    async fn process(&self, runner: &Arc<dyn JobRunner>, job: JobRow) {
+        let outcome = match job.phase {
+            Phase::Run => self.run_phase(runner, job).await,
+            Phase::Report => self.report_phase(job).await,
+            Phase::Done | Phase::Failed => Ok(()),
+        };
+        if let Err(e) = outcome {
+            // The row stays claimed only until the next start; log once here.
+            tracing::error!(error = %e, "recording a job outcome failed");
+        }
+        self.wake.notify_waiters();
+        self.changed.notify_waiters();
+    }
+
+    async fn run_phase(&self, runner: &Arc<dyn JobRunner>, job: JobRow) -> Result<(), StoreError> {
+        let (id, kind, runs) = (job.id, job.kind, job.runs);
+        if runs > self.settings.max_runs {
+            tracing::warn!(runs, "job exceeded its runs; giving up");
+            return self.give_up(id, kind).await;
+        }
+        let last_try = runs >= self.settings.max_runs;
+        let task = {
+            let runner = runner.clone();
+            tokio::spawn(async move { runner.run(job, last_try).await })
+        };
+        let step = match task.await {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::error!(panicked = e.is_panic(), "job run aborted");
+                match kind {
+                    JobKind::Ability => return self.give_up(id, kind).await,
+                    JobKind::Event if last_try => Step::Failed,
+                    JobKind::Event => Step::Retry,
+                }
+            }
+        };
+        match step {
+            Step::Report { errcode, result } => {
+                self.store.job_to_report(id, errcode, result).await?;
+                // Report at once from this worker; the row is claimable again if this stops here.
+                if let Some(row) = self.store.claim_job_by_id(id).await? {
+                    return self.report_phase(row).await;
+                }
+                Ok(())
+            }
+            Step::Done => self.store.finish_job(id, Phase::Done).await,
+            Step::Retry if !last_try => {
+                let next = self.store.clock().now_ms() + self.backoff_ms(runs) as i64;
+                tracing::info!(runs, "job will be retried");
+                self.store.retry_job(id, next, 0).await
+            }
+            Step::Retry | Step::Failed => {
+                tracing::error!(runs, "job failed");
+                self.store.finish_job(id, Phase::Failed).await
+            }
+        }
+    }
+
+    /// An ability job that cannot run reports an internal error; any other job fails.
+    async fn give_up(&self, id: i64, kind: JobKind) -> Result<(), StoreError> {
+        match kind {
+            JobKind::Ability => {
+                let err = AppError::Code(ErrorCode::Internal);
+                self.store.job_to_report(id, err.code().code(), err.to_reply_json().to_string()).await
+            }
+            JobKind::Event => self.store.finish_job(id, Phase::Failed).await,
+        }
+    }
+
+    async fn report_phase(&self, job: JobRow) -> Result<(), StoreError> {
+        let Some((errcode, result)) = job.report.clone() else {
+            return self.store.finish_job(job.id, Phase::Failed).await;
+        };
+        let request = json!({ "errcode": errcode, "result": result }).to_string();
+        let outcome =
+            self.sdk.invoke(&job.ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp));
+        match outcome {
+            Ok(_) => {
+                tracing::info!(errcode, "job result reported");
+                self.store.finish_job(job.id, Phase::Done).await
+            }
+            Err(e) => {
+                let attempts = job.attempts + 1;
+                if attempts >= self.settings.report_attempts {
+                    tracing::error!(error = %e, attempts, "reporting the job result failed; giving up");
+                    return self.store.finish_job(job.id, Phase::Failed).await;
+                }
+                tracing::warn!(error = %e, attempts, "reporting the job result failed; will retry");
+                let next = self.store.clock().now_ms() + self.backoff_ms(attempts) as i64;
+                self.store.retry_job(job.id, next, attempts).await
+            }
+        }
+    }
+
+    /// `backoff_ms · 2^(n−1)`, at most a minute.
+    fn backoff_ms(&self, n: u32) -> u64 {
+        let factor = 1u64 << n.saturating_sub(1).min(20);
+        self.settings.backoff_ms.saturating_mul(factor).min(MAX_BACKOFF_MS)
+    }
+}

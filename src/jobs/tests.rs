@@ -1,0 +1,252 @@
+//! The job system against a real store, a manual clock, an SDK that records reports (and fails
+//! them on demand) and runners that follow a script.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+use super::*;
+use crate::sdk::{CallContext, Callback, DecodeError, Reply, SdkError};
+use crate::store::{Limits, ManualClock};
+
+const T0: i64 = 1_700_000_000_000;
+
+/// Records every report; fails the first `fail_reports` of them.
+#[derive(Default)]
+struct Recorder {
+    reports: Mutex<Vec<(CallContext, Value)>>,
+    fail_reports: AtomicU32,
+}
+
+#[async_trait]
+impl ZoneSdk for Recorder {
+    fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Callback, DecodeError> {
+        Err(DecodeError { code: -1, reply: None })
+    }
+    fn encode_reply(&self, _: &CallContext, _: &str) -> Result<Reply, SdkError> {
+        Err(SdkError::Unavailable("test".into()))
+    }
+    async fn invoke(&self, ctx: &CallContext, api: &str, request: &str) -> Result<String, SdkError> {
+        assert_eq!(api, REPORT_API);
+        if self.fail_reports.load(Ordering::SeqCst) > 0 {
+            self.fail_reports.fetch_sub(1, Ordering::SeqCst);
+            return Err(SdkError::Invoke { api: api.into(), ret: -10006 });
+        }
+        self.reports.lock().unwrap().push((ctx.clone(), serde_json::from_str(request).unwrap()));
+        Ok(r#"{"errcode":0,"errmsg":"ok"}"#.into())
+    }
+}
+
+/// Returns the scripted steps in order (the last repeats), recording `last_try` of each run.
+struct Script {
+    steps: Mutex<Vec<Option<Step>>>,
+    runs: Mutex<Vec<bool>>,
+}
+
+impl Script {
+    /// `None` in the script panics.
+    fn new(steps: Vec<Option<Step>>) -> Arc<Self> {
+        Arc::new(Self { steps: Mutex::new(steps), runs: Mutex::new(Vec::new()) })
+    }
+}
+
+#[async_trait]
+impl JobRunner for Script {
+    async fn run(&self, _job: JobRow, last_try: bool) -> Step {
+        self.runs.lock().unwrap().push(last_try);
+        let step = {
+            let mut steps = self.steps.lock().unwrap();
+            if steps.len() > 1 { steps.remove(0) } else { steps[0].clone() }
+        };
+        step.expect("the script asks for a panic here")
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    store: Store,
+    sdk: Arc<Recorder>,
+    jobs: Jobs,
+}
+
+fn settings() -> JobSettings {
+    JobSettings { workers: 2, max_pending: 10, report_attempts: 3, backoff_ms: 100, max_runs: 3 }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let limits = Limits { notify_ttl_ms: 600_000, max_notify_entries: 10, max_notify_bytes: 1000 };
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, clock.clone()).unwrap();
+    let sdk = Arc::new(Recorder::default());
+    let jobs = Jobs::new(store.clone(), sdk.clone(), settings());
+    Fixture { _dir: dir, clock, store, sdk, jobs }
+}
+
+fn ctx() -> CallContext {
+    CallContext { corp_id: "corp".into(), agent_id: 7, ability_id: "chat_digest".into(), job_info: "JOB-CTX".into() }
+}
+
+fn job(kind: JobKind, key: &str) -> NewJob {
+    NewJob { kind, dedupe_key: Some(key.into()), ctx: ctx(), payload: "{}".into() }
+}
+
+fn report(errcode: i64, result: &str) -> Option<Step> {
+    Some(Step::Report { errcode, result: result.into() })
+}
+
+#[tokio::test]
+async fn an_ability_job_runs_once_and_reports_errcode_and_result_in_its_own_context() {
+    let f = fixture();
+    let script = Script::new(vec![report(0, r#"{"errcode":0,"n":1}"#)]);
+    let runner: Arc<dyn JobRunner> = script.clone();
+    f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    assert_eq!(f.jobs.run_until_empty(&runner).await.unwrap(), 1);
+    let reports = f.sdk.reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].0, ctx(), "the report carries the job's context (job_info included)");
+    assert_eq!(reports[0].1, serde_json::json!({"errcode":0,"result":"{\"errcode\":0,\"n\":1}"}));
+    assert_eq!(f.jobs.counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 1, failed: 0 });
+    assert_eq!(*script.runs.lock().unwrap(), vec![false]);
+}
+
+#[tokio::test]
+async fn a_redelivered_job_is_recognised_and_not_run_again() {
+    let f = fixture();
+    let runner: Arc<dyn JobRunner> = Script::new(vec![report(0, "{}")]);
+    let first = f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    let Enqueued::New(id) = first else { panic!() };
+    assert_eq!(f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap(), Enqueued::Duplicate(id));
+    assert_eq!(f.jobs.run_until_empty(&runner).await.unwrap(), 0);
+    assert_eq!(f.sdk.reports.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_report_is_retried_after_a_doubling_backoff() {
+    let f = fixture();
+    f.sdk.fail_reports.store(2, Ordering::SeqCst);
+    let runner: Arc<dyn JobRunner> = Script::new(vec![report(0, "{}")]);
+    f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    assert!(f.sdk.reports.lock().unwrap().is_empty());
+    assert_eq!(f.store.next_job_due_ms().await.unwrap(), Some(T0 + 100));
+    f.clock.advance(99);
+    assert_eq!(f.jobs.run_until_empty(&runner).await.unwrap(), 0, "not due before its backoff");
+    f.clock.advance(1);
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    assert_eq!(f.store.next_job_due_ms().await.unwrap(), Some(T0 + 100 + 200));
+    f.clock.advance(200);
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    assert_eq!(f.sdk.reports.lock().unwrap().len(), 1);
+    assert_eq!(f.jobs.counts().await.unwrap().done, 1);
+}
+
+#[tokio::test]
+async fn a_report_that_keeps_failing_ends_failed_and_is_counted() {
+    let f = fixture();
+    f.sdk.fail_reports.store(100, Ordering::SeqCst);
+    let runner: Arc<dyn JobRunner> = Script::new(vec![report(0, "{}")]);
+    f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    for _ in 0..5 {
+        f.jobs.run_until_empty(&runner).await.unwrap();
+        f.clock.advance(60_000);
+    }
+    assert_eq!(f.sdk.fail_reports.load(Ordering::SeqCst), 97, "exactly report_attempts tries");
+    assert_eq!(f.jobs.counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 0, failed: 1 });
+}
+
+#[tokio::test]
+async fn a_panicking_ability_job_reports_an_internal_error_instead_of_vanishing() {
+    let f = fixture();
+    let runner: Arc<dyn JobRunner> = Script::new(vec![None]);
+    f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    let reports = f.sdk.reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].1["errcode"], 900_999);
+    let result: Value = serde_json::from_str(reports[0].1["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["errcode"], 900_999);
+}
+
+#[tokio::test]
+async fn an_event_job_is_retried_until_its_last_try_which_the_runner_is_told_about() {
+    let f = fixture();
+    let script = Script::new(vec![Some(Step::Retry), Some(Step::Retry), Some(Step::Done)]);
+    let runner: Arc<dyn JobRunner> = script.clone();
+    f.jobs.enqueue(job(JobKind::Event, "e")).await.unwrap();
+    for _ in 0..3 {
+        f.jobs.run_until_empty(&runner).await.unwrap();
+        f.clock.advance(10_000);
+    }
+    assert_eq!(*script.runs.lock().unwrap(), vec![false, false, true]);
+    assert_eq!(f.jobs.counts().await.unwrap().done, 1);
+    assert!(f.sdk.reports.lock().unwrap().is_empty(), "events report nothing");
+}
+
+#[tokio::test]
+async fn an_event_job_that_still_fails_on_its_last_try_ends_failed() {
+    let f = fixture();
+    let runner: Arc<dyn JobRunner> = Script::new(vec![Some(Step::Retry)]);
+    f.jobs.enqueue(job(JobKind::Event, "e")).await.unwrap();
+    for _ in 0..4 {
+        f.jobs.run_until_empty(&runner).await.unwrap();
+        f.clock.advance(10_000);
+    }
+    assert_eq!(f.jobs.counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 0, failed: 1 });
+}
+
+#[tokio::test]
+async fn a_job_interrupted_too_often_by_restarts_reports_failure() {
+    let f = fixture();
+    f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    // Three "crashes": claimed and never finished, then a restart releases the claim.
+    let path = f._dir.path().join("s.sqlite");
+    let limits = f.store.limits();
+    for _ in 0..3 {
+        assert!(f.store.claim_job().await.unwrap().is_some());
+        drop(Store::open_with(&path, limits, f.clock.clone()).unwrap());
+    }
+    let script = Script::new(vec![report(0, "{}")]);
+    let runner: Arc<dyn JobRunner> = script.clone();
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    assert!(script.runs.lock().unwrap().is_empty(), "the runner is not tried a fourth time");
+    assert_eq!(f.sdk.reports.lock().unwrap()[0].1["errcode"], 900_999);
+}
+
+#[tokio::test]
+async fn enqueue_beyond_max_pending_is_the_job_queue_full_code() {
+    let f = fixture();
+    for i in 0..10 {
+        f.jobs.enqueue(job(JobKind::Ability, &format!("k{i}"))).await.unwrap();
+    }
+    let err = f.jobs.enqueue(job(JobKind::Ability, "k10")).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::JobQueueFull);
+}
+
+#[tokio::test]
+async fn workers_run_queued_jobs_and_wait_idle_returns_once_they_are_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        &dir.path().join("s.sqlite"),
+        Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 },
+        Arc::new(crate::store::SystemClock),
+    )
+    .unwrap();
+    let sdk = Arc::new(Recorder::default());
+    let jobs = Jobs::new(store, sdk.clone(), settings());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = jobs.spawn_workers(Script::new(vec![report(0, "{}")]), stop_rx);
+    for i in 0..6 {
+        jobs.enqueue(job(JobKind::Ability, &format!("k{i}"))).await.unwrap();
+    }
+    let counts = jobs.wait_idle(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(counts.done, 6);
+    assert_eq!(sdk.reports.lock().unwrap().len(), 6);
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(5), w).await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,239 @@
+//! The program's durable state in one embedded SQLite file: notify data (TTL, take-once, capped),
+//! job rows and listing cursors. One connection lives on a dedicated thread; async callers send it
+//! closures and await the answer, so SQLite never blocks the async executor. The schema
+//! (`schema.sql`) is applied at every start.
+
+mod clock;
+mod jobs;
+mod notify;
+mod notify_id;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use jobs::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
+pub use notify::{NotifyEntry, NotifyStats, TakeError};
+pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
+
+use crate::config::StoreConfig;
+
+/// The schema, applied at every start.
+const SCHEMA: &str = include_str!("schema.sql");
+/// Requests waiting for the store thread before senders wait.
+const QUEUE: usize = 1024;
+/// Most tombstones and finished job rows kept (oldest go first).
+const MAX_HISTORY_ROWS: i64 = 100_000;
+/// How long finished job rows (their dedupe keys) are kept: a day, the longest-lived event id
+/// (an export jobid) lives 24 h.
+const FINISHED_JOB_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// A failure of the store. Its `Display` never carries stored data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The notify store is at its entry or byte cap.
+    #[error("store full")]
+    Full,
+    /// The job table holds `jobs.max_pending` unfinished jobs.
+    #[error("job queue full")]
+    QueueFull,
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value does not parse (the file was edited or is corrupt).
+    #[error("corrupt row: {0}")]
+    Corrupt(&'static str),
+    /// The store thread is gone.
+    #[error("store closed")]
+    Closed,
+}
+
+/// The caps and lifetimes the store enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Notify data lifetime in milliseconds (≤ 600 000).
+    pub notify_ttl_ms: i64,
+    /// Most live notify entries.
+    pub max_notify_entries: i64,
+    /// Most bytes of live notify data.
+    pub max_notify_bytes: i64,
+}
+
+impl Limits {
+    /// The limits of `[store]`.
+    pub fn from_config(config: &StoreConfig) -> Self {
+        Self {
+            notify_ttl_ms: (config.notify_ttl_secs as i64) * 1000,
+            max_notify_entries: config.max_notify_entries as i64,
+            max_notify_bytes: config.max_notify_bytes as i64,
+        }
+    }
+}
+
+type Task = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A cheap, cloneable handle to the store thread.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Task>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// What the purge removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Notify entries whose data expired (now tombstones).
+    pub expired: usize,
+    /// Rows deleted (tombstones past their time, old finished jobs).
+    pub deleted: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file of `[store]` with the system clock.
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        Self::open_with(&config.path, Limits::from_config(config), Arc::new(SystemClock))
+    }
+
+    /// Opens `path` with explicit limits and clock (tests use a [`ManualClock`]).
+    pub fn open_with(path: &Path, limits: Limits, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|_| StoreError::Corrupt("cannot create the store directory"))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        // Whatever a previous process held is free again: interrupted jobs resume.
+        conn.execute("UPDATE jobs SET claimed = 0 WHERE claimed = 1", [])?;
+        let (tx, mut rx) = mpsc::channel::<Task>(QUEUE);
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                while let Some(task) = rx.blocking_recv() {
+                    // A panicking task drops its answer channel; the caller sees `Closed`.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(&mut conn)));
+                }
+            })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Self { tx, clock, limits })
+    }
+
+    /// The clock the store stamps rows with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The enforced limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Runs `f` on the store thread, inside the caller's span.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, rx) = oneshot::channel();
+        let span = tracing::Span::current();
+        let task: Task = Box::new(move |conn| {
+            let _entered = span.enter();
+            let _ = answer.send(f(conn));
+        });
+        self.tx.send(task).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Turns expired notify data into tombstones and deletes rows past their time: tombstones,
+    /// finished jobs older than a day, and the oldest history beyond the row cap.
+    pub async fn purge(&self) -> Result<Purged, StoreError> {
+        let now = self.clock.now_ms();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let expired = tx.execute(
+                "UPDATE notify SET data = NULL, bytes = 0 WHERE data IS NOT NULL AND expires_ms <= ?1",
+                params![now],
+            )?;
+            let mut deleted = tx.execute("DELETE FROM notify WHERE forget_ms <= ?1", params![now])?;
+            deleted += tx.execute(
+                "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms <= ?1",
+                params![now - FINISHED_JOB_RETENTION_MS],
+            )?;
+            deleted += tx.execute(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_ms IS NOT NULL
+                 ORDER BY finished_ms DESC LIMIT -1 OFFSET ?1)",
+                params![MAX_HISTORY_ROWS],
+            )?;
+            tx.commit()?;
+            Ok(Purged { expired, deleted })
+        })
+        .await
+    }
+
+    /// The stored cursor `name` of `corp_id`, if any.
+    pub async fn cursor(&self, corp_id: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let (corp_id, name) = (corp_id.to_owned(), name.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .query_row("SELECT value FROM cursors WHERE corp_id = ?1 AND name = ?2", params![corp_id, name], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    /// A digest of every row of every table. Tests compare it before and after a rejected request
+    /// to prove that nothing changed.
+    pub async fn fingerprint(&self) -> Result<String, StoreError> {
+        self.call(|conn| {
+            let mut hash = Sha256::new();
+            for table in ["notify", "jobs", "cursors"] {
+                let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.query([])?;
+                hash.update(table.as_bytes());
+                while let Some(row) = rows.next()? {
+                    for i in 0..columns {
+                        let cell: rusqlite::types::Value = row.get(i)?;
+                        hash.update(format!("{cell:?}\u{1f}").as_bytes());
+                    }
+                    hash.update(b"\x1e");
+                }
+            }
+            Ok(hex::encode(hash.finalize()))
+        })
+        .await
+    }
+}
+
+/// Sets a cursor inside a transaction.
+fn set_cursor(
+    tx: &rusqlite::Transaction<'_>,
+    corp_id: &str,
+    name: &str,
+    value: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO cursors (corp_id, name, value, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (corp_id, name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        params![corp_id, name, value, now],
+    )?;
+    Ok(())
+}

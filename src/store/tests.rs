@@ -1,0 +1,229 @@
+//! The store against a temporary SQLite file and a manual clock.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::sdk::CallContext;
+
+const T0: i64 = 1_700_000_000_000;
+const TTL: i64 = 600_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    clock: Arc<ManualClock>,
+    store: Store,
+}
+
+fn limits() -> Limits {
+    Limits { notify_ttl_ms: TTL, max_notify_entries: 3, max_notify_bytes: 100 }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Store::open_with(&path, limits(), clock.clone()).unwrap();
+    Fixture { _dir: dir, path, clock, store }
+}
+
+fn entry(id: &str, data: &str) -> NotifyEntry {
+    NotifyEntry { notify_id: NotifyId::parse(id).unwrap(), corp_id: "corp".into(), data: data.into() }
+}
+
+fn id(s: &str) -> NotifyId {
+    NotifyId::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn notify_data_is_returned_once_then_reported_as_taken() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", r#"{"a":1}"#)).await.unwrap();
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Ok(r#"{"a":1}"#.to_owned()));
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Taken));
+    assert_eq!(f.store.notify_stats().await.unwrap(), NotifyStats { live: 0, live_bytes: 0, tombstones: 1 });
+}
+
+#[tokio::test]
+async fn an_unknown_id_or_another_corps_id_is_not_found_and_takes_nothing() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "{}")).await.unwrap();
+    assert_eq!(f.store.take_notify("corp", &id("n2")).await.unwrap(), Err(TakeError::NotFound));
+    assert_eq!(f.store.take_notify("other", &id("n1")).await.unwrap(), Err(TakeError::NotFound));
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Ok("{}".to_owned()));
+}
+
+#[tokio::test]
+async fn data_past_its_ttl_is_expired_and_forgotten_one_ttl_later() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "{}")).await.unwrap();
+    f.clock.advance(TTL);
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Expired));
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Expired));
+    f.clock.advance(TTL - 1);
+    f.store.purge().await.unwrap();
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Expired));
+    f.clock.advance(1);
+    assert_eq!(f.store.purge().await.unwrap(), Purged { expired: 0, deleted: 1 });
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::NotFound));
+}
+
+#[tokio::test]
+async fn the_purge_turns_expired_data_into_tombstones() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "0123456789")).await.unwrap();
+    f.clock.advance(TTL);
+    assert_eq!(f.store.purge().await.unwrap(), Purged { expired: 1, deleted: 0 });
+    assert_eq!(f.store.notify_stats().await.unwrap(), NotifyStats { live: 0, live_bytes: 0, tombstones: 1 });
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Expired));
+}
+
+#[tokio::test]
+async fn a_taken_tombstone_lasts_until_the_original_expiry() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "{}")).await.unwrap();
+    f.store.take_notify("corp", &id("n1")).await.unwrap().unwrap();
+    f.clock.advance(TTL - 1);
+    f.store.purge().await.unwrap();
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Taken));
+    f.clock.advance(1);
+    f.store.purge().await.unwrap();
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::NotFound));
+}
+
+#[tokio::test]
+async fn the_entry_and_byte_caps_refuse_with_full_and_store_nothing() {
+    let f = fixture();
+    for i in 0..3 {
+        f.store.put_notify(entry(&format!("n{i}"), "x")).await.unwrap();
+    }
+    let before = f.store.fingerprint().await.unwrap();
+    assert!(matches!(f.store.put_notify(entry("n9", "x")).await, Err(StoreError::Full)));
+    assert_eq!(f.store.fingerprint().await.unwrap(), before);
+    // Taking one frees a slot; bytes are capped too.
+    f.store.take_notify("corp", &id("n0")).await.unwrap().unwrap();
+    assert!(matches!(f.store.put_notify(entry("big", &"x".repeat(99))).await, Err(StoreError::Full)));
+    f.store.put_notify(entry("fits", &"x".repeat(98))).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reused_notify_id_is_refused_without_overwriting() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "first")).await.unwrap();
+    assert!(f.store.put_notify(entry("n1", "second")).await.is_err());
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Ok("first".to_owned()));
+}
+
+#[tokio::test]
+async fn notify_data_and_jobs_survive_a_reopen() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "kept")).await.unwrap();
+    let job = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap();
+    let Enqueued::New(job_id) = job else { panic!("{job:?}") };
+    assert!(f.store.claim_job().await.unwrap().is_some());
+    drop(f.store);
+    let store = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
+    assert_eq!(store.take_notify("corp", &id("n1")).await.unwrap(), Ok("kept".to_owned()));
+    // The claim of the previous process is released, so the job resumes.
+    let again = store.claim_job().await.unwrap().unwrap();
+    assert_eq!((again.id, again.runs), (job_id, 2));
+}
+
+fn new_job(key: Option<&str>) -> NewJob {
+    NewJob {
+        kind: JobKind::Ability,
+        dedupe_key: key.map(str::to_owned),
+        ctx: CallContext { corp_id: "corp".into(), agent_id: 1, ability_id: "a".into(), job_info: "j".into() },
+        payload: "{}".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_second_enqueue_with_the_same_key_is_a_duplicate() {
+    let f = fixture();
+    let first = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap();
+    let Enqueued::New(id) = first else { panic!("{first:?}") };
+    assert_eq!(f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(), Enqueued::Duplicate(id));
+    assert!(matches!(f.store.enqueue_job(new_job(None), 10).await.unwrap(), Enqueued::New(_)));
+    assert_eq!(f.store.job_counts().await.unwrap().queued, 2);
+}
+
+#[tokio::test]
+async fn enqueue_refuses_when_max_pending_jobs_are_unfinished() {
+    let f = fixture();
+    f.store.enqueue_job(new_job(None), 1).await.unwrap();
+    let before = f.store.fingerprint().await.unwrap();
+    assert!(matches!(f.store.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
+    assert_eq!(f.store.fingerprint().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_job_moves_from_run_to_report_to_done_and_drops_its_input() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap() else { panic!() };
+    let job = f.store.claim_job().await.unwrap().unwrap();
+    assert_eq!((job.phase, job.runs, job.payload.as_str()), (Phase::Run, 1, "{}"));
+    assert!(f.store.claim_job().await.unwrap().is_none(), "a claimed job is not claimed twice");
+    assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 1, done: 0, failed: 0 });
+    f.store.job_to_report(id, 0, "out".into()).await.unwrap();
+    let job = f.store.claim_job().await.unwrap().unwrap();
+    assert_eq!((job.phase, job.runs, job.report.clone()), (Phase::Report, 1, Some((0, "out".into()))));
+    assert!(job.payload.is_empty());
+    f.store.finish_job(id, Phase::Done).await.unwrap();
+    let job = f.store.job(id).await.unwrap().unwrap();
+    assert_eq!((job.phase, job.report), (Phase::Done, None));
+    assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 1, failed: 0 });
+}
+
+#[tokio::test]
+async fn a_retried_job_is_not_due_before_its_time() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
+    f.store.claim_job().await.unwrap().unwrap();
+    f.store.retry_job(id, T0 + 500, 1).await.unwrap();
+    assert!(f.store.claim_job().await.unwrap().is_none());
+    assert_eq!(f.store.next_job_due_ms().await.unwrap(), Some(T0 + 500));
+    f.clock.advance(500);
+    let job = f.store.claim_job().await.unwrap().unwrap();
+    assert_eq!((job.runs, job.attempts), (2, 1));
+}
+
+#[tokio::test]
+async fn finished_jobs_are_purged_after_a_day_and_their_key_is_free_again() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap() else { panic!() };
+    f.store.finish_job(id, Phase::Done).await.unwrap();
+    f.clock.advance(FINISHED_JOB_RETENTION_MS - 1);
+    f.store.purge().await.unwrap();
+    assert_eq!(f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(), Enqueued::Duplicate(id));
+    f.clock.advance(1);
+    f.store.purge().await.unwrap();
+    assert!(matches!(f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(), Enqueued::New(_)));
+}
+
+#[tokio::test]
+async fn a_checkpoint_moves_the_cursor_and_the_progress_together() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
+    assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap(), None);
+    f.store.checkpoint_job(id, "p1".into(), Some(("corp".into(), "sync_msg".into(), "C1".into()))).await.unwrap();
+    assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap().as_deref(), Some("C1"));
+    assert_eq!(f.store.job(id).await.unwrap().unwrap().progress.as_deref(), Some("p1"));
+    f.store
+        .put_notify_for_job(entry("n1", "{}"), id, "p2".into(), Some(("sync_msg".into(), "C2".into())))
+        .await
+        .unwrap();
+    assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap().as_deref(), Some("C2"));
+    assert_eq!(f.store.job(id).await.unwrap().unwrap().progress.as_deref(), Some("p2"));
+}
+
+#[tokio::test]
+async fn a_failed_notify_store_leaves_the_job_progress_and_cursor_untouched() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
+    let big = entry("n1", &"x".repeat(101));
+    let before = f.store.fingerprint().await.unwrap();
+    let r = f.store.put_notify_for_job(big, id, "p".into(), Some(("sync_msg".into(), "C".into()))).await;
+    assert!(matches!(r, Err(StoreError::Full)));
+    assert_eq!(f.store.fingerprint().await.unwrap(), before);
+}
