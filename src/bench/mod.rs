@@ -223,7 +223,14 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
     let mut points: Vec<(&'static str, Scenario, usize, Option<usize>)> = Vec::new();
     let sdk = calibration.is_some();
     if plan.tables.contains(&Table::Main) {
-        let all = [Scenario::Echo, Scenario::Ability, Scenario::ErrorReply, Scenario::OneThread, Scenario::PassThrough];
+        let all = [
+            Scenario::Echo,
+            Scenario::Ability,
+            Scenario::ErrorReply,
+            Scenario::OneThread,
+            Scenario::PassThrough,
+            Scenario::AsyncJob,
+        ];
         for scenario in all {
             if sdk || !scenario.needs_sdk() {
                 points.push(("main", scenario, plan.clients, None));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::load::LoadResult;
 use super::micro::CodecRatio;
-use super::scenario::{Calibration, Scenario};
+use super::scenario::{Calibration, JobStats, Scenario};
 
 /// One measured point.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Row {
     pub data_bytes: Option<usize>,
     /// The `errcode` the server answered (none for the echo).
     pub errcode: Option<i64>,
+    /// For async jobs: what became of them.
+    pub jobs: Option<JobStats>,
     /// Server CPU time per reply, in microseconds.
     pub server_cpu_us: f64,
     /// This process's CPU time per reply (load generator, plus the local zone when it runs), µs.
@@ -178,6 +180,20 @@ impl Report {
                 let _ = writeln!(out, "{}", row.cells());
             }
         }
+        for row in self.rows.iter().filter(|r| r.table == "main") {
+            if let Some(j) = &row.jobs {
+                let _ = writeln!(
+                    out,
+                    "\nAsync jobs ({} clients submitting; the row above counts submissions): {} submitted, {} completed ({:.0}/s from the first submission to the last report), {} failed, {} still pending at the deadline.",
+                    row.clients,
+                    j.submitted,
+                    j.completed,
+                    j.completed_per_sec(),
+                    j.failed,
+                    j.pending
+                );
+            }
+        }
         if let Some(cal) = &self.calibration {
             let _ = writeln!(
                 out,
@@ -230,6 +246,7 @@ mod tests {
             body_bytes: 400,
             data_bytes: None,
             errcode: Some(0),
+            jobs: None,
             server_cpu_us: 10.0,
             client_cpu_us: 5.0,
             rss_idle_kib: idle_kib,

@@ -30,7 +30,7 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
     let report = bench::measure(&plan, &env, |_| {}).await.expect("the quick bench runs");
 
     let tables: Vec<(&str, Scenario)> = report.rows.iter().map(|r| (r.table, r.scenario)).collect();
-    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 5, "{tables:?}");
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 6, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "sizes").count(), 2, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "clients").count(), 3, "{tables:?}");
     for row in &report.rows {
@@ -39,11 +39,14 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
         let expected = match row.scenario {
             Scenario::Echo => None,
             Scenario::ErrorReply => Some(900_003),
-            Scenario::Ability | Scenario::OneThread | Scenario::PassThrough => Some(0),
+            Scenario::Ability | Scenario::OneThread | Scenario::PassThrough | Scenario::AsyncJob => Some(0),
         };
         assert_eq!(row.errcode, expected, "{}", row.progress_line());
         assert!(row.rss_idle_kib > 0 && row.rss_peak_kib >= row.rss_idle_kib, "{}", row.progress_line());
     }
+    let jobs = report.rows.iter().find_map(|r| r.jobs).expect("the async-job row reports its jobs");
+    assert!(jobs.submitted > 0, "{jobs:?}");
+    assert_eq!((jobs.completed, jobs.failed, jobs.pending), (jobs.submitted, 0, 0), "every job is reported done");
     let sized = report.rows.iter().find(|r| r.table == "sizes" && r.scenario == Scenario::ErrorReply).unwrap();
     assert!(sized.body_bytes > 4096, "a 4 KiB data makes a larger sealed body: {}", sized.body_bytes);
     let calibration = report.calibration.expect("a local zone ran");
