@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 
 use crate::app::{App, shutdown_signal};
 use crate::config::{Config, KeyringEntry, LocalZoneConfig, SdkBackend};
@@ -102,10 +103,13 @@ pub enum AppCommand {
         #[arg(default_value = "{}")]
         request_data: String,
     },
-    /// async_program_result: print what the program reported for a job.
+    /// async_program_result: print what the program reported for a job (or that it still runs).
     Result {
         /// The jobid from `app async`.
         jobid: String,
+        /// Poll until the job is done, for at most this many seconds.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
     /// set_public_key: register the public key that wraps message secret keys.
     SetPublicKey {
@@ -190,6 +194,13 @@ pub struct ServeArgs {
     /// Override sdk.backend.
     #[arg(long, value_enum)]
     pub sdk: Option<SdkBackend>,
+    /// Open the vendor SDK's debug mode at start with this debug token (调试凭证, valid 3 days);
+    /// needs `--sdk native` and `--access-token`. Overrides sdk.native.debug_token.
+    #[arg(long, value_name = "TOKEN", requires = "access_token", value_parser = secret)]
+    pub debug_token: Option<SecretString>,
+    /// The app's access_token for debug mode (valid about 2 hours). Overrides sdk.native.access_token.
+    #[arg(long, value_name = "TOKEN", requires = "debug_token", value_parser = secret)]
+    pub access_token: Option<SecretString>,
 }
 
 /// Runs the command line with the process arguments and environment.
@@ -205,12 +216,16 @@ pub fn run() -> anyhow::Result<()> {
             println!("configuration ok (sdk backend: {:?}, listen: {})", config.sdk.backend, config.server.listen);
             Ok(())
         }
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
             if let Some(listen) = args.listen {
                 config.server.listen = listen;
             }
             if let Some(sdk) = args.sdk {
                 config.sdk.backend = sdk;
+            }
+            if let (Some(debug), Some(access)) = (args.debug_token.take(), args.access_token.take()) {
+                config.sdk.native.debug_token = Some(debug);
+                config.sdk.native.access_token = Some(access);
             }
             config.validate()?;
             crate::telemetry::init(&config.log);
@@ -332,6 +347,11 @@ fn preflight(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses a secret command-line value (never shown by `Debug`).
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build()?)
 }
@@ -345,5 +365,18 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_debug_token_needs_the_access_token_and_both_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert!(parse(&["zone-program", "serve", "--sdk", "native", "--debug-token", "d"]).is_err());
+        let cli =
+            parse(&["zone-program", "serve", "--sdk", "native", "--debug-token", "d", "--access-token", "a"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        use secrecy::ExposeSecret;
+        assert_eq!(args.debug_token.unwrap().expose_secret(), "d");
+        assert_eq!(args.access_token.unwrap().expose_secret(), "a");
+        assert_eq!(args.sdk, Some(SdkBackend::Native));
     }
 }

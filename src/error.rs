@@ -211,7 +211,9 @@ mod tests {
     fn the_readme_table_lists_every_code_with_its_message_and_nothing_else() {
         let readme = include_str!("../README.md");
         let start = readme.find("## Error codes").expect("an error-code section");
-        let rows: Vec<(i64, String)> = readme[start..]
+        let section = &readme[start..];
+        let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+        let rows: Vec<(i64, String)> = section[..end]
             .lines()
             .filter_map(|l| {
                 let cells: Vec<&str> = l.split('|').map(str::trim).collect();

@@ -1,5 +1,5 @@
 //! The WeCom data & intelligence zone program. A request's path, top to bottom:
-//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → [`sdk`]`::encode_reply`.
+//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → the decoded request's `ReplyBuilder`.
 
 /// The call_type 1 abilities: registry, `invoke_<api>`, `get_callback_data`, workflows.
 pub mod abilities;

@@ -10,6 +10,7 @@ pub mod customer_profile;
 pub mod get_callback_data;
 pub mod input;
 pub mod invoke;
+pub mod keys;
 pub mod keyword_report;
 pub mod list_abilities;
 pub mod messages;

@@ -106,13 +106,13 @@ async fn one_thread_handle(State(demo): State<Arc<OneThread>>, headers: HeaderMa
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let callback = match demo.sdk.decode("POST", &headers, &body) {
-        Ok(cb) => cb,
+    let decoded = match demo.sdk.decode("POST", &headers, &body) {
+        Ok(decoded) => decoded,
         Err(_) => return (StatusCode::FORBIDDEN, r#"{"error":"rejected"}"#).into_response(),
     };
     // The demos call the blocking SDK `Invoke` on the request thread; so does this one.
     std::thread::sleep(demo.sdk_latency);
-    let reply = match demo.sdk.encode_reply(&callback.context(), &demo.reply) {
+    let reply = match decoded.reply.build(&demo.reply) {
         Ok(r) => r,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };

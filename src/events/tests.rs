@@ -146,7 +146,7 @@ mod follow_ups {
     use crate::app::{App, AppState};
     use crate::config::Config;
     use crate::jobs::JobRunner;
-    use crate::sdk::{CallContext, CallType, DecodeError, Reply, SdkError, ZoneSdk};
+    use crate::sdk::{CallContext, CallType, DecodeError, Decoded, SdkError, ZoneSdk};
     use crate::store::NotifyId;
 
     const CORP: &str = "corp1";
@@ -179,11 +179,8 @@ mod follow_ups {
 
     #[async_trait]
     impl ZoneSdk for Double {
-        fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Callback, DecodeError> {
+        fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Decoded, DecodeError> {
             Err(DecodeError { code: -1, reply: None })
-        }
-        fn encode_reply(&self, _: &CallContext, _: &str) -> Result<Reply, SdkError> {
-            Err(SdkError::Unavailable("test".into()))
         }
         async fn invoke(&self, ctx: &CallContext, api: &str, request: &str) -> Result<String, SdkError> {
             assert_eq!(ctx.corp_id, CORP);

@@ -93,6 +93,7 @@ impl TestEnv {
         let zone = LocalZone::bind(&config).await.expect("the local zone starts");
         let zone_addr = zone.local_addr();
         config.sdk.local.zone_url = zone.url();
+        crate::backend::apply(&mut config);
         let wecom = codec_from_config(&config.sdk).unwrap();
         let corp_secret = config.local_zone.corp_secret.clone();
         let app = App::build(config).await.expect("the program starts");
