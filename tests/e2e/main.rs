@@ -4,6 +4,7 @@
 mod backend;
 mod helpers;
 
+mod bench;
 mod callback;
 mod native;
 
