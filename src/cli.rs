@@ -239,7 +239,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
-            crate::bench::run(&config, cli.config.clone(), args, None)
+            crate::bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(BenchZone)))
         }
         Command::LocalZone => {
             crate::telemetry::init(&config.log);
@@ -282,6 +282,26 @@ async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
     let served = app.run_until_stopped(stopped(stop_rx)).await;
     zone_task.abort();
     served
+}
+
+/// Starts an in-process local zone for each `bench` measurement that needs the SDK.
+pub struct BenchZone;
+
+#[async_trait::async_trait]
+impl crate::bench::ZoneLauncher for BenchZone {
+    async fn launch(&self, config: &Config, program_url: String) -> anyhow::Result<crate::bench::RunningZone> {
+        /// Stops the zone's server task when the measurement drops it.
+        struct AbortOnDrop(tokio::task::JoinHandle<anyhow::Result<()>>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let zone = LocalZone::bind(config).await?;
+        let url = zone.url();
+        let task = tokio::spawn(zone.run_until_stopped(program_url, std::future::pending()));
+        Ok(crate::bench::RunningZone { url, guard: Box::new(AbortOnDrop(task)) })
+    }
 }
 
 async fn local_zone_only(config: Config) -> anyhow::Result<()> {

@@ -62,7 +62,7 @@ impl Validate for Input {
         if let Some(list) = &self.msg_list {
             messages::validate_given("msg_list", list, MAX_MESSAGES)?;
         }
-        Ok(())
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 

@@ -53,7 +53,7 @@ impl Validate for Input {
         if self.max_hits.is_some_and(|m| m == 0 || m > MAX_HITS) {
             return Err(too_large("`max_hits` must be 1 to 50000"));
         }
-        Ok(())
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 

@@ -50,10 +50,13 @@ impl Validate for Input {
         if self.last_n.is_some_and(|n| n == 0 || n > MODEL_BATCH) {
             return Err(too_large("`last_n` must be 1 to 1000"));
         }
-        if let Some(list) = &self.msg_list {
-            messages::validate_given("msg_list", list, MODEL_BATCH)?;
-        }
-        Ok(())
+        messages::check_source(
+            self.chatid.as_deref(),
+            self.participants.as_deref(),
+            self.msg_list.as_deref(),
+            MODEL_BATCH,
+        )?;
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 

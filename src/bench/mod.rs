@@ -223,7 +223,15 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
     let mut points: Vec<(&'static str, Scenario, usize, Option<usize>)> = Vec::new();
     let sdk = calibration.is_some();
     if plan.tables.contains(&Table::Main) {
-        for scenario in [Scenario::Echo, Scenario::Ability, Scenario::OneThread, Scenario::PassThrough] {
+        let all = [
+            Scenario::Echo,
+            Scenario::Ability,
+            Scenario::ErrorReply,
+            Scenario::OneThread,
+            Scenario::PassThrough,
+            Scenario::AsyncJob,
+        ];
+        for scenario in all {
             if sdk || !scenario.needs_sdk() {
                 points.push(("main", scenario, plan.clients, None));
             }
@@ -232,12 +240,12 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
     if plan.tables.contains(&Table::Sizes) {
         for &size in &plan.sizes {
             points.push(("sizes", Scenario::Echo, plan.clients, Some(size)));
-            points.push(("sizes", Scenario::Ability, plan.clients, Some(size)));
+            points.push(("sizes", Scenario::ErrorReply, plan.clients, Some(size)));
         }
     }
     if plan.tables.contains(&Table::Clients) {
         for &clients in &plan.sweep_clients {
-            for scenario in [Scenario::Echo, Scenario::Ability, Scenario::PassThrough] {
+            for scenario in [Scenario::Echo, Scenario::ErrorReply, Scenario::PassThrough] {
                 if sdk || !scenario.needs_sdk() {
                     points.push(("clients", scenario, clients, None));
                 }

@@ -51,6 +51,13 @@ pub enum Source {
         /// `{"encrypt":"…"}`, shared by every request.
         body: Bytes,
     },
+    /// A call of the app API (e.g. the local zone's `async_program_task`): the same JSON each time.
+    AppCall {
+        /// Path and query, access token included.
+        path: String,
+        /// The JSON body.
+        body: Bytes,
+    },
     /// A new message per request, sealed in full.
     #[cfg_attr(not(test), expect(dead_code, reason = "for the async-job scenario, which waits for the jobs engine"))]
     Sealed {
@@ -80,13 +87,14 @@ impl Source {
     /// The HTTP body a request of this source carries (for the echo floor to send the same bytes).
     pub fn body_len(&self) -> Option<usize> {
         match self {
-            Self::Resigned { body, .. } => Some(body.len()),
+            Self::Resigned { body, .. } | Self::AppCall { body, .. } => Some(body.len()),
             Self::Sealed { .. } => None,
         }
     }
 
     /// The next request to `POST /`.
     pub fn next(&self, host: &HeaderValue) -> Request<Full<Bytes>> {
+        let mut path = "/";
         let (headers, body) = match self {
             Self::Resigned { token, ver, encrypt, body } => {
                 let ts = <SystemClock as codec::Clock>::now(&SystemClock).to_string();
@@ -113,8 +121,12 @@ impl Source {
                     .collect();
                 (headers, Bytes::from(sealed.body))
             }
+            Self::AppCall { path: p, body } => {
+                path = p;
+                (Vec::new(), body.clone())
+            }
         };
-        let mut req = Request::post("/").body(Full::new(body)).expect("a static URI and method");
+        let mut req = Request::post(path).body(Full::new(body)).expect("a valid path");
         let h = req.headers_mut();
         h.insert(hyper::header::HOST, host.clone());
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -135,6 +147,11 @@ pub enum Expect {
     Echo {
         /// The request body length.
         len: usize,
+    },
+    /// 200 and an app API reply `{"errcode":0,…,"jobid"}`; the job ids are kept for the follow-up.
+    AppJob {
+        /// Every job id received.
+        jobids: std::sync::Mutex<Vec<String>>,
     },
     /// 200, the codec's headers, and (when opened) a verified message whose `errcode` is this one.
     Sealed {
@@ -157,6 +174,16 @@ impl Expect {
         match self {
             Self::Echo { len } if body.len() == *len => Ok(()),
             Self::Echo { .. } => Err("echo length".into()),
+            Self::AppJob { jobids } => {
+                let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "reply not JSON".to_owned())?;
+                match (value["errcode"].as_i64(), value["jobid"].as_str()) {
+                    (Some(0), Some(jobid)) => {
+                        jobids.lock().unwrap_or_else(|p| p.into_inner()).push(jobid.to_owned());
+                        Ok(())
+                    }
+                    (code, _) => Err(format!("errcode {}", code.unwrap_or(-1))),
+                }
+            }
             Self::Sealed { codec, receive_id, errcode } => {
                 if !headers.contains_key(codec::H_SIGNATURE) {
                     return Err("unsigned reply".into());

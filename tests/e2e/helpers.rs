@@ -89,8 +89,10 @@ impl TestEnv {
         config.keyring.keys =
             vec![KeyringEntry { corp_id: CORP.into(), public_key_ver: 1, private_key_path: key_path }];
         tweak(&mut config);
+        crate::capture::install(&config);
         install_test_key(&config.local_zone.data_dir);
         let zone = LocalZone::bind(&config).await.expect("the local zone starts");
+        crate::capture::register_zone(&zone.shared());
         let zone_addr = zone.local_addr();
         config.sdk.local.zone_url = zone.url();
         crate::backend::apply(&mut config);
@@ -165,7 +167,9 @@ impl TestEnv {
         let body = res.bytes().await.unwrap();
         let opened = self.wecom.open(&headers, &body).expect("the reply verifies and decrypts");
         assert_eq!(opened.receive_id, CORP);
-        serde_json::from_slice(&opened.message).expect("the reply is JSON")
+        let reply = serde_json::from_slice(&opened.message).expect("the reply is JSON");
+        crate::capture::check_reply(&reply);
+        reply
     }
 
     /// Sends a callback straight to the program (bypassing the zone) and returns the opened reply.
@@ -182,7 +186,9 @@ impl TestEnv {
             let q = [("corpid", CORP), ("corpsecret", self.corp_secret.expose_secret())];
             let v: Value = self.http.get(url).query(&q).send().await.unwrap().json().await.unwrap();
             assert_eq!(v["errcode"], 0, "{v}");
-            v["access_token"].as_str().unwrap().to_owned()
+            let token = v["access_token"].as_str().unwrap().to_owned();
+            crate::capture::register([token.clone()]);
+            token
         });
         token.await.clone()
     }
@@ -192,7 +198,9 @@ impl TestEnv {
         let url = format!("{}/cgi-bin/chatdata/{name}", self.zone_url());
         let token = self.access_token().await;
         let res = self.http.post(url).query(&[("access_token", token)]).json(body).send().await.unwrap();
-        res.json().await.unwrap()
+        let reply = res.json().await.unwrap();
+        crate::capture::check_reply(&reply);
+        reply
     }
 
     /// `sync_call_program` for the demo program; returns the whole reply (`response_data` inside).
@@ -276,7 +284,7 @@ where
 }
 
 /// Puts the test key where the zone looks for its demo key, so no RSA key is generated.
-fn install_test_key(dir: &std::path::Path) {
+pub fn install_test_key(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(keys::PRIVATE_KEY_FILE);
     if !path.exists() {
@@ -350,6 +358,7 @@ impl Drop for TestEnv {
         for task in self.tasks.drain(..) {
             task.abort();
         }
+        crate::capture::check_new();
     }
 }
 

@@ -4,6 +4,7 @@
 mod backend;
 mod helpers;
 
+mod bench;
 mod callback;
 mod native;
 
@@ -19,3 +20,11 @@ mod abilities;
 mod events;
 mod jobs;
 mod workflows;
+// Reliability and security (README "Reliability and security").
+mod bad_input;
+mod capture;
+mod child;
+mod crash;
+mod faults;
+mod forgery;
+mod secrets;
