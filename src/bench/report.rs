@@ -22,6 +22,8 @@ pub struct Row {
     pub data_bytes: Option<usize>,
     /// The `errcode` the server answered (none for the echo).
     pub errcode: Option<i64>,
+    /// The reply's plaintext size (the echo's: its body), bytes; 0 when not probed.
+    pub reply_bytes: usize,
     /// For async jobs: what became of them.
     pub jobs: Option<JobStats>,
     /// Server CPU time per reply, in microseconds.
@@ -59,10 +61,11 @@ impl Row {
             l.errors.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
         };
         format!(
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
             self.scenario.name(),
             self.clients,
             human_bytes(self.body_bytes),
+            human_bytes(self.reply_bytes),
             self.errcode.map_or_else(|| "–".to_owned(), |c| c.to_string()),
             l.throughput(),
             ms(l.quantile_us(0.5)),
@@ -165,7 +168,7 @@ impl Report {
     /// The report as markdown.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let header = "| scenario | clients | body | errcode | req/s | p50 ms | p99 ms | max ms | errors | server CPU µs/req | bench CPU µs/req | server RSS MiB idle → peak |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n";
+        let header = "| scenario | clients | request | reply | errcode | req/s | p50 ms | p99 ms | max ms | errors | server CPU µs/req | bench CPU µs/req | server RSS MiB idle → peak |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n";
         for (table, title) in [
             ("main", format!("Main: every scenario at {} clients", self.clients)),
             ("sizes", "Cost growth with the body size".to_owned()),
@@ -246,6 +249,7 @@ mod tests {
             body_bytes: 400,
             data_bytes: None,
             errcode: Some(0),
+            reply_bytes: 100,
             jobs: None,
             server_cpu_us: 10.0,
             client_cpu_us: 5.0,
@@ -280,6 +284,6 @@ mod tests {
         assert_eq!((v[4].measured.as_str(), v[4].met), ("6.00 ms", Some(false)));
         assert_eq!((v[5].measured.as_str(), v[5].met), ("39.1 MiB", Some(false)));
         let text = report.render();
-        assert!(text.contains("| invoke_ pass-through | 64 | 400 B | 0 | 2500 |"), "{text}");
+        assert!(text.contains("| invoke_ pass-through | 64 | 400 B | 100 B | 0 | 2500 |"), "{text}");
     }
 }

@@ -200,6 +200,16 @@ impl Expect {
 
 /// Verifies and decrypts a sealed reply and returns its `errcode`.
 pub fn open_errcode(codec: &LocalCodec, receive_id: &str, headers: &HeaderMap, body: &[u8]) -> Result<i64, String> {
+    open_reply(codec, receive_id, headers, body).map(|(errcode, _)| errcode)
+}
+
+/// Verifies and decrypts a sealed reply; returns its `errcode` and the plaintext's length.
+pub fn open_reply(
+    codec: &LocalCodec,
+    receive_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(i64, usize), String> {
     let pairs: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
     let opened = codec.open(&pairs, body).map_err(|e| format!("reply refused ({})", e.code()))?;
@@ -208,7 +218,9 @@ pub fn open_errcode(codec: &LocalCodec, receive_id: &str, headers: &HeaderMap, b
     }
     let value: serde_json::Value = serde_json::from_slice(&opened.message).map_err(|_| "reply not JSON".to_owned())?;
     let value = value.get("output").unwrap_or(&value);
-    value.get("errcode").and_then(serde_json::Value::as_i64).ok_or_else(|| "reply without errcode".to_owned())
+    let errcode =
+        value.get("errcode").and_then(serde_json::Value::as_i64).ok_or_else(|| "reply without errcode".to_owned())?;
+    Ok((errcode, opened.message.len()))
 }
 
 #[cfg(test)]

@@ -140,9 +140,12 @@ pub async fn run_point(
         return run_async_point(&config, &server, &zone, spec).await;
     }
     let idle = server.usage()?;
-    let errcode = match scenario {
-        Scenario::Echo => None,
-        _ => Some(probe(&server, &source, &client, &corp).await?),
+    let (errcode, reply_bytes) = match scenario {
+        Scenario::Echo => (None, body_bytes),
+        _ => {
+            let (errcode, len) = probe(&server, &source, &client, &corp).await?;
+            (Some(errcode), len)
+        }
     };
     let expect = Arc::new(match errcode {
         None => Expect::Echo { len: body_bytes },
@@ -159,6 +162,7 @@ pub async fn run_point(
         body_bytes,
         data_bytes,
         errcode,
+        reply_bytes,
         jobs: None,
         server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / replies,
         client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / replies,
@@ -304,6 +308,7 @@ async fn run_async_point(
         body_bytes: source.body_len().unwrap_or_default(),
         data_bytes: None,
         errcode: Some(0),
+        reply_bytes: 0,
         jobs: Some(jobs),
         server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / per_job,
         client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / per_job,
@@ -335,11 +340,16 @@ impl JobStats {
     }
 }
 
-/// Sends one request and returns the `errcode` of the verified reply.
-async fn probe(server: &ServerProcess, source: &Source, codec: &LocalCodec, corp: &str) -> anyhow::Result<i64> {
+/// Sends one request and returns the `errcode` and plaintext length of the verified reply.
+async fn probe(
+    server: &ServerProcess,
+    source: &Source,
+    codec: &LocalCodec,
+    corp: &str,
+) -> anyhow::Result<(i64, usize)> {
     let (status, headers, body) = load::exchange_once(server.addr, source).await?;
     anyhow::ensure!(status == 200, "the probe request got HTTP {status}");
-    requests::open_errcode(codec, corp, &headers, &body).map_err(|e| anyhow::anyhow!("the probe's reply: {e}"))
+    requests::open_reply(codec, corp, &headers, &body).map_err(|e| anyhow::anyhow!("the probe's reply: {e}"))
 }
 
 /// The client's codec: the configured keys with a replay cache that holds a whole run.
