@@ -32,14 +32,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
  && install -D -m 0755 target/release/zone-program /stage/opt/zone-program/bin/zone-program
-# The native shim, built against the vendor SDK when one is supplied.
+# The native shim, built against the vendor SDK when one is supplied; it finds the vendor library
+# beside itself ($ORIGIN), in /opt/zone-program/lib.
 RUN --mount=type=bind,from=vendor-sdk,target=/vendor-sdk \
     set -eu; \
     install -d -m 0755 /stage/opt/zone-program/lib; \
     if [ -f /vendor-sdk/cpp_sdk.h ]; then \
-      VENDOR_SDK_DIR=/vendor-sdk native/build.sh; \
-      install -m 0755 native/build/libzone_shim.so /stage/opt/zone-program/lib/; \
-      install -m 0755 /vendor-sdk/*.so /stage/opt/zone-program/lib/; \
+      native/build.sh --sdk-dir /vendor-sdk --out /stage/opt/zone-program/lib; \
+      install -m 0755 /vendor-sdk/libWeWorkSpecSDK.so /stage/opt/zone-program/lib/; \
     else \
       echo "no vendor SDK supplied: the image has no native backend (it cannot serve in the zone)"; \
     fi

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 
 use crate::app::{App, shutdown_signal};
 use crate::config::{Config, KeyringEntry, LocalZoneConfig, SdkBackend};
@@ -39,6 +40,8 @@ pub enum Command {
     /// The app side, outside the zone: call the program through WeCom (or the local zone), set keys
     /// and levels, receive program_notify. Settings in [app] of the configuration.
     App(AppArgs),
+    /// Load-benchmark the program against the axum echo floor and the one-thread demo (BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options of `keygen`.
@@ -100,10 +103,13 @@ pub enum AppCommand {
         #[arg(default_value = "{}")]
         request_data: String,
     },
-    /// async_program_result: print what the program reported for a job.
+    /// async_program_result: print what the program reported for a job (or that it still runs).
     Result {
         /// The jobid from `app async`.
         jobid: String,
+        /// Poll until the job is done, for at most this many seconds.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
     /// set_public_key: register the public key that wraps message secret keys.
     SetPublicKey {
@@ -188,6 +194,13 @@ pub struct ServeArgs {
     /// Override sdk.backend.
     #[arg(long, value_enum)]
     pub sdk: Option<SdkBackend>,
+    /// Open the vendor SDK's debug mode at start with this debug token (调试凭证, valid 3 days);
+    /// needs `--sdk native` and `--access-token`. Overrides sdk.native.debug_token.
+    #[arg(long, value_name = "TOKEN", requires = "access_token", value_parser = secret)]
+    pub debug_token: Option<SecretString>,
+    /// The app's access_token for debug mode (valid about 2 hours). Overrides sdk.native.access_token.
+    #[arg(long, value_name = "TOKEN", requires = "debug_token", value_parser = secret)]
+    pub access_token: Option<SecretString>,
 }
 
 /// Runs the command line with the process arguments and environment.
@@ -203,12 +216,16 @@ pub fn run() -> anyhow::Result<()> {
             println!("configuration ok (sdk backend: {:?}, listen: {})", config.sdk.backend, config.server.listen);
             Ok(())
         }
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
             if let Some(listen) = args.listen {
                 config.server.listen = listen;
             }
             if let Some(sdk) = args.sdk {
                 config.sdk.backend = sdk;
+            }
+            if let (Some(debug), Some(access)) = (args.debug_token.take(), args.access_token.take()) {
+                config.sdk.native.debug_token = Some(debug);
+                config.sdk.native.access_token = Some(access);
             }
             config.validate()?;
             crate::telemetry::init(&config.log);
@@ -219,6 +236,10 @@ pub fn run() -> anyhow::Result<()> {
         Command::App(args) => {
             crate::telemetry::init(&config.log);
             runtime()?.block_on(crate::app_client::commands::run(args, config))
+        }
+        Command::Bench(args) => {
+            crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+            crate::bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(BenchZone)))
         }
         Command::LocalZone => {
             crate::telemetry::init(&config.log);
@@ -261,6 +282,26 @@ async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
     let served = app.run_until_stopped(stopped(stop_rx)).await;
     zone_task.abort();
     served
+}
+
+/// Starts an in-process local zone for each `bench` measurement that needs the SDK.
+pub struct BenchZone;
+
+#[async_trait::async_trait]
+impl crate::bench::ZoneLauncher for BenchZone {
+    async fn launch(&self, config: &Config, program_url: String) -> anyhow::Result<crate::bench::RunningZone> {
+        /// Stops the zone's server task when the measurement drops it.
+        struct AbortOnDrop(tokio::task::JoinHandle<anyhow::Result<()>>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let zone = LocalZone::bind(config).await?;
+        let url = zone.url();
+        let task = tokio::spawn(zone.run_until_stopped(program_url, std::future::pending()));
+        Ok(crate::bench::RunningZone { url, guard: Box::new(AbortOnDrop(task)) })
+    }
 }
 
 async fn local_zone_only(config: Config) -> anyhow::Result<()> {
@@ -306,6 +347,11 @@ fn preflight(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses a secret command-line value (never shown by `Debug`).
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build()?)
 }
@@ -319,5 +365,18 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_debug_token_needs_the_access_token_and_both_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert!(parse(&["zone-program", "serve", "--sdk", "native", "--debug-token", "d"]).is_err());
+        let cli =
+            parse(&["zone-program", "serve", "--sdk", "native", "--debug-token", "d", "--access-token", "a"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        use secrecy::ExposeSecret;
+        assert_eq!(args.debug_token.unwrap().expose_secret(), "d");
+        assert_eq!(args.access_token.unwrap().expose_secret(), "a");
+        assert_eq!(args.sdk, Some(SdkBackend::Native));
     }
 }

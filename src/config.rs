@@ -204,11 +204,24 @@ pub struct NativeSdkConfig {
     pub debug_token: Option<SecretString>,
     /// The app's access_token for debug mode.
     pub access_token: Option<SecretString>,
+    /// Opaque per-instance settings handed to the shim at start. The vendor SDK build of the shim
+    /// ignores them; the stub SDK used in tests reads its settings (codec keys, zone URL, injected
+    /// faults) from them. Default empty.
+    pub init_options: SecretString,
+    /// Also write the program's log lines through the SDK's log functions (the zone keeps only
+    /// those). Default true.
+    pub log_to_sdk: bool,
 }
 
 impl Default for NativeSdkConfig {
     fn default() -> Self {
-        Self { library: PathBuf::from("native/build/libzone_shim.so"), debug_token: None, access_token: None }
+        Self {
+            library: PathBuf::from("native/build/libzone_shim.so"),
+            debug_token: None,
+            access_token: None,
+            init_options: SecretString::from(""),
+            log_to_sdk: true,
+        }
     }
 }
 
@@ -252,7 +265,8 @@ pub struct JobsConfig {
     pub report_attempts: u32,
     /// First retry delay of a report, doubled each time, in milliseconds. Default 500.
     pub report_backoff_ms: u64,
-    /// Deadline of one model task's polling, in seconds. Default 120.
+    /// How long an async job's model tasks may be polled in all, in seconds (a sync call polls
+    /// within ¾ of `server.request_timeout_ms` instead). Default 120.
     pub model_poll_deadline_secs: u64,
     /// First polling interval of a model task, in milliseconds (backs off to 5 s). Default 200.
     pub model_poll_interval_ms: u64,
@@ -356,6 +370,9 @@ pub struct LocalZoneConfig {
     pub ready_after_polls: u32,
     /// The id of the own model (`create_model_task`); the program plays it. Default `zm_local_demo`.
     pub own_model_id: String,
+    /// An export job finishes (and `chat_archive_export_finished` is raised) this long after its
+    /// creation, in milliseconds; 0 = only through `/local/events`. Default 2000.
+    pub export_finish_after_ms: u64,
     /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
     pub abilities: Vec<AbilityProtocol>,
 }
@@ -390,6 +407,7 @@ impl Default for LocalZoneConfig {
             program_timeout_ms: 10_000,
             ready_after_polls: 1,
             own_model_id: "zm_local_demo".into(),
+            export_finish_after_ms: 2000,
             abilities: Vec::new(),
         }
     }
@@ -527,6 +545,12 @@ impl Config {
         }
         if self.sdk.native.debug_token.is_some() != self.sdk.native.access_token.is_some() {
             return Err(ConfigError::new("sdk.native.debug_token", "debug_token and access_token go together"));
+        }
+        if self.sdk.native.debug_token.is_some() && self.sdk.backend != SdkBackend::Native {
+            return Err(ConfigError::new("sdk.native.debug_token", "debug mode needs sdk.backend = \"native\""));
+        }
+        if self.sdk.backend == SdkBackend::Native && self.sdk.native.library.as_os_str().is_empty() {
+            return Err(ConfigError::new("sdk.native.library", "must name the shim library"));
         }
         for (i, k) in self.keyring.keys.iter().enumerate() {
             if k.corp_id.is_empty() {
@@ -712,6 +736,20 @@ mod tests {
         let c = Config::load(None, env(&[])).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains(DEMO_LOCAL_KEY) && !dbg.contains(DEMO_LOCAL_TOKEN), "{dbg}");
+    }
+
+    #[test]
+    fn debug_mode_needs_the_native_backend_and_both_tokens() {
+        let debug =
+            [("ZONE_PROGRAM_SDK__NATIVE__DEBUG_TOKEN", "dbg"), ("ZONE_PROGRAM_SDK__NATIVE__ACCESS_TOKEN", "acc")];
+        let err = Config::load(None, env(&debug)).unwrap_err();
+        assert_eq!(err.key, "sdk.native.debug_token");
+        assert!(err.to_string().contains("native") && !err.to_string().contains("dbg"), "{err}");
+        let native = [debug[0], debug[1], ("ZONE_PROGRAM_SDK__BACKEND", "native")];
+        let c = Config::load(None, env(&native)).unwrap();
+        assert_eq!(c.sdk.backend, SdkBackend::Native);
+        let err = Config::load(None, env(&native[..1])).unwrap_err();
+        assert_eq!(err.key, "sdk.native.debug_token");
     }
 
     #[test]

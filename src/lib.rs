@@ -1,5 +1,5 @@
 //! The WeCom data & intelligence zone program. A request's path, top to bottom:
-//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → [`sdk`]`::encode_reply`.
+//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → the decoded request's `ReplyBuilder`.
 
 /// The call_type 1 abilities: registry, `invoke_<api>`, `get_callback_data`, workflows.
 pub mod abilities;
@@ -7,6 +7,8 @@ pub mod abilities;
 pub mod app;
 /// The app side, outside the zone: WeCom's app API client, the `program_notify` receiver, `app …`.
 pub mod app_client;
+/// `zone-program bench`: the load benchmark against the framework floor and the one-thread demo.
+pub mod bench;
 /// The command line.
 pub mod cli;
 /// The local codec between the program and the local zone (not WeCom's wire format).

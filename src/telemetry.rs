@@ -8,11 +8,12 @@ use tracing_subscriber::prelude::*;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber: `RUST_LOG` if set, else `log.level`; text or JSON lines on stderr.
-/// Calling it twice is harmless (the second call does nothing).
+/// Installs the global subscriber: `RUST_LOG` if set, else `log.level`; text or JSON lines on stderr,
+/// and the same lines through the SDK's log functions once the native backend installs its sink
+/// ([`crate::sdk::native_log`]). Calling it twice is harmless (the second call does nothing).
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(crate::sdk::native_log::SdkLogLayer::global());
     let _ = match config.format {
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(std::io::stderr))

@@ -66,7 +66,8 @@ impl Handler for ChatDigest {
             id: ID.into(),
             description: "Summary, sentiment counts and message ids of one chat over a time range.".into(),
             long_running: true,
-            input_example: json!({"chatid": "wr1", "start_time": 1700000000, "end_time": 1700086400}),
+            input_example: json!({"chatid": "wr1", "participants": ["wo1", "wm1"], "msg_list": [{"msgid": "M1", "secret_key": "K1"}],
+                                   "start_time": 1700000000, "end_time": 1700086400, "max_messages": 5000}),
             output_example: json!({
                 "message_count": 2, "msgids": ["M1", "M2"], "summary": "SUMMARY", "summaries": ["SUMMARY"],
                 "sentiment": {"positive": 1, "negative": 0, "neutral": 1, "failed": 0},

@@ -73,7 +73,7 @@ impl Handler for KeywordReport {
             id: ID.into(),
             description: "Keyword-rule hits over a time range, grouped by rule and chat.".into(),
             long_running: true,
-            input_example: json!({"rule_id": "R1", "start_time": 1700000000, "end_time": 1700086400}),
+            input_example: json!({"rule_id": "R1", "start_time": 1700000000, "end_time": 1700086400, "token": "T", "max_hits": 10000}),
             output_example: json!({
                 "start_time": 1700000000, "end_time": 1700086400, "total_hits": 1,
                 "rules": [{"rule_id": "R1", "name": "refund", "hits": 1,

@@ -4,15 +4,16 @@
 //! parties, times and wrapped keys only; no content is ever seen here.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AbilityCx;
-use super::input::{max_items, max_len, non_empty};
-use crate::crypto::keyring::{Keyring, SecretKey, UnwrapError};
-use crate::error::{AppError, ErrorCode};
+use super::input::{max_len, non_empty};
+pub use super::keys::{
+    GivenMsg, Skipped, Unwrapped, failures, given, model_msg_list, skipped_json, unwrap_keys, validate_given,
+};
+use crate::error::AppError;
 use crate::sdk::{SdkError, require_ok};
 
 /// Most messages in one model task.
@@ -77,45 +78,6 @@ pub enum Selector {
     Single(String, String),
     /// Every chat with this external contact.
     Customer(String),
-}
-
-/// A message ready for a model task.
-pub struct Unwrapped {
-    /// Its id.
-    pub msgid: String,
-    /// Its key.
-    pub secret_key: SecretKey,
-}
-
-/// A message left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// Its id.
-    pub msgid: String,
-    /// One of the program's codes (`KeyUnavailable`, `KeyUnwrapFailed`) or a model's errcode.
-    pub errcode: i64,
-}
-
-/// A message given directly by the app, with a key it unwrapped itself (app-side.md §5.4).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GivenMsg {
-    /// Its id.
-    pub msgid: String,
-    /// Its unwrapped key.
-    pub secret_key: String,
-}
-
-/// Checks a list of given messages.
-pub fn validate_given(field: &str, list: &[GivenMsg], max: usize) -> Result<(), AppError> {
-    max_items(field, list, max)?;
-    for m in list {
-        non_empty("msgid", &m.msgid)?;
-        max_len("msgid", &m.msgid, MAX_ID_BYTES)?;
-        non_empty("secret_key", &m.secret_key)?;
-        max_len("secret_key", &m.secret_key, 256)?;
-    }
-    Ok(())
 }
 
 /// Checks an id field.
@@ -258,78 +220,6 @@ pub fn page_ids(reply: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Unwraps the keys of `messages` off the async executor. A message whose key is missing, of an
-/// unknown version or undecryptable is skipped with its code; it never fails the whole call.
-pub async fn unwrap_keys(
-    keyring: &Arc<Keyring>,
-    corp_id: &str,
-    messages: Vec<MsgRef>,
-) -> Result<(Vec<Unwrapped>, Vec<Skipped>), AppError> {
-    let keyring = keyring.clone();
-    let corp_id = corp_id.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut ok = Vec::with_capacity(messages.len());
-        let mut skipped = Vec::new();
-        for m in messages {
-            let outcome = match &m.service_encrypt_info {
-                None => Err(UnwrapError::UnknownKey),
-                Some(k) => keyring.unwrap_secret_key(&corp_id, k.public_key_ver, &k.encrypted_secret_key),
-            };
-            match outcome {
-                Ok(secret_key) => ok.push(Unwrapped { msgid: m.msgid, secret_key }),
-                Err(e) => skipped.push(Skipped { msgid: m.msgid, errcode: unwrap_code(e).code() }),
-            }
-        }
-        (ok, skipped)
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("unwrapping keys: {e}")))
-}
-
-fn unwrap_code(e: UnwrapError) -> ErrorCode {
-    match e {
-        UnwrapError::UnknownKey => ErrorCode::KeyUnavailable,
-        UnwrapError::BadEncoding | UnwrapError::Decrypt | UnwrapError::Malformed => ErrorCode::KeyUnwrapFailed,
-    }
-}
-
-/// Messages the app gave with their keys, deduplicated.
-pub fn given(list: Vec<GivenMsg>) -> Vec<Unwrapped> {
-    let mut seen = HashSet::new();
-    list.into_iter()
-        .filter(|m| seen.insert(m.msgid.clone()))
-        .map(|m| Unwrapped { msgid: m.msgid, secret_key: SecretKey::from_given(m.secret_key) })
-        .collect()
-}
-
-/// The model `msg_list` of a batch. The result holds keys: never log it.
-pub fn model_msg_list(batch: &[Unwrapped]) -> Value {
-    Value::Array(
-        batch
-            .iter()
-            .map(|m| json!({ "msgid": m.msgid, "encrypt_info": { "secret_key": m.secret_key.expose_secret() } }))
-            .collect(),
-    )
-}
-
-/// The `fail_list` items of a create or result reply as skipped messages.
-pub fn failures(reply_fail_list: &[Value]) -> Vec<Skipped> {
-    reply_fail_list
-        .iter()
-        .filter_map(|f| {
-            Some(Skipped {
-                msgid: f.get("msgid")?.as_str()?.to_owned(),
-                errcode: f.get("errcode").and_then(Value::as_i64).unwrap_or(ErrorCode::ModelTaskFailed.code()),
-            })
-        })
-        .collect()
-}
-
-/// Skipped messages as output JSON.
-pub fn skipped_json(skipped: &[Skipped]) -> Value {
-    Value::Array(skipped.iter().map(|s| json!({ "msgid": s.msgid, "errcode": s.errcode })).collect())
 }
 
 /// Where a workflow's messages come from.
@@ -492,16 +382,6 @@ mod tests {
         assert!(check_range(Some(-1), None).is_err());
     }
 
-    #[test]
-    fn given_messages_are_deduplicated_and_become_the_model_msg_list() {
-        let list = vec![
-            GivenMsg { msgid: "a".into(), secret_key: "k1".into() },
-            GivenMsg { msgid: "a".into(), secret_key: "k2".into() },
-        ];
-        let msgs = given(list);
-        assert_eq!(model_msg_list(&msgs), json!([{"msgid":"a","encrypt_info":{"secret_key":"k1"}}]));
-    }
-
     fn cases() -> u32 {
         std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
     }
@@ -514,7 +394,6 @@ mod tests {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
                 let _ = items_of(&v);
                 let _ = page_ids(&v);
-                let _ = failures(v.as_array().map(Vec::as_slice).unwrap_or(&[]));
             }
         }
     }

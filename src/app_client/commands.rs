@@ -1,17 +1,18 @@
-//! `zone-program app …`: each subcommand as one function over [`AppClient`]. Results go to standard
+//! `zone-program app …`: each subcommand as one arm over [`AppClient`]. Results go to standard
 //! output (JSON where the reply is JSON); a non-zero `errcode`, WeCom's or the program's, is shown
 //! with its meaning and makes the command fail.
 
 use std::io::{Read as _, Write as _};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use super::listen::{Listener, Received};
+use super::listen::{self, Fetch, Listener};
 use super::notify::CallbackKeys;
 use super::token::unix_now;
-use super::{AppClient, errcode};
+use super::{AppClient, AsyncResult, as_json, errcode};
 use crate::cli::{AppArgs, AppCommand, DebugAction, LogLevelAction};
 use crate::config::Config;
 
@@ -47,10 +48,22 @@ pub async fn run(args: AppArgs, mut config: Config) -> anyhow::Result<()> {
             let jobid = client.async_program_task(program, &ability, &request_data).await?;
             print_json(&json!({ "jobid": jobid }));
         }
-        AppCommand::Result { jobid } => {
-            let r = client.async_program_result(&jobid).await?;
-            print_json(&json!({ "response_errcode": r.response_errcode, "response_data": as_json(&r.response_data) }));
-            anyhow::ensure!(r.response_errcode == 0, "the job reported {}", errcode::describe(r.response_errcode));
+        AppCommand::Result { jobid, wait } => {
+            let r = client.await_async_result(&jobid, Duration::from_secs(wait.unwrap_or(0))).await?;
+            match r {
+                AsyncResult::Running => {
+                    print_json(&json!({ "jobid": jobid, "status": "running" }));
+                    anyhow::ensure!(wait.is_none(), "the job is still running after {} s", wait.unwrap_or(0));
+                }
+                AsyncResult::Done { response_errcode, response_data } => {
+                    print_json(&json!({
+                        "jobid": jobid, "status": "done",
+                        "response_errcode": response_errcode, "response_data": as_json(&response_data),
+                    }));
+                    anyhow::ensure!(response_errcode == 0, "the job reported {}", errcode::describe(response_errcode));
+                    check_program_errcode(&response_data)?;
+                }
+            }
         }
         AppCommand::SetPublicKey { public_key_file, ver } => {
             let pem = std::fs::read_to_string(&public_key_file)
@@ -100,59 +113,14 @@ pub async fn run(args: AppArgs, mut config: Config) -> anyhow::Result<()> {
                 if cb.receive_ids.is_empty() { vec![app.corp_id.clone()] } else { cb.receive_ids.clone() };
             let keys = CallbackKeys::new(cb.token.expose_secret(), cb.encoding_aes_key.expose_secret(), receive_ids)
                 .map_err(|e| anyhow::anyhow!("app.callback keys: {e}"))?;
-            let listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys)
+            let request_data = request_text(&request_data)?;
+            let mut listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys)
                 .await
                 .with_context(|| format!("binding {}", listen.unwrap_or(cb.listen)))?;
-            let fetch = fetch.then_some((ability, request_data));
-            listen_loop(listener, &client, program, fetch, count).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Prints each received callback as a JSON line; with `fetch`, calls the ability with each
-/// NotifyId right away and prints what it returned. Stops after `count` notifications.
-async fn listen_loop(
-    mut listener: Listener,
-    client: &AppClient,
-    program: &str,
-    fetch: Option<(String, String)>,
-    count: Option<u64>,
-) -> anyhow::Result<()> {
-    print_line(&json!({ "event": "listening", "url": listener.url() }));
-    let mut notified = 0u64;
-    while count.is_none_or(|n| notified < n) {
-        let received = tokio::select! {
-            r = listener.next() => r,
-            () = crate::app::shutdown_signal() => None,
-        };
-        let Some(received) = received else { break };
-        match received {
-            Received::UrlVerified { receive_id } => {
-                print_line(&json!({ "event": "url_verification", "receive_id": receive_id }));
-            }
-            Received::Other { receive_id, kind } => {
-                print_line(&json!({ "event": kind, "receive_id": receive_id }));
-            }
-            Received::ProgramNotify { receive_id, notify } => {
-                notified += 1;
-                let mut line = serde_json::to_value(&notify)?;
-                line["event"] = json!("program_notify");
-                line["receive_id"] = json!(receive_id);
-                print_line(&line);
-                if let Some((ability, request_data)) = &fetch {
-                    let id = notify.notify_id.as_str();
-                    let line = match client.sync_call_program(program, ability, request_data, Some(id)).await {
-                        Ok(data) => {
-                            json!({ "event": "callback_data", "notify_id": id, "response_data": as_json(&data) })
-                        }
-                        Err(e) => json!({
-                            "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": chain(&e),
-                        }),
-                    };
-                    print_line(&line);
-                }
-            }
+            let fetch = fetch.then(|| Fetch { program_id: program.to_owned(), ability_id: ability, request_data });
+            print_line(&json!({ "event": "listening", "url": listener.url() }));
+            let stop = crate::app::shutdown_signal();
+            listen::run(&mut listener, &client, fetch.as_ref(), count, stop, |line| print_line(&line)).await;
         }
     }
     Ok(())
@@ -183,23 +151,6 @@ fn check_program_errcode(response_data: &str) -> anyhow::Result<()> {
     let code = serde_json::from_str::<Value>(response_data).ok().and_then(|v| v["errcode"].as_i64()).unwrap_or(0);
     anyhow::ensure!(code == 0, "the program answered {}", errcode::describe(code));
     Ok(())
-}
-
-/// An error and its causes, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `text` as JSON when it is JSON, else as a string.
-fn as_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 fn print_response_data(data: &str) {

@@ -5,6 +5,7 @@
 //! detail; the log line carries only the crypto code.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,9 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use serde_json::{Value, json};
+
+use super::AppClient;
 use super::notify::{CallbackKeys, CallbackQuery, Event, ProgramNotify, parse_event};
 
 /// Largest callback body accepted.
@@ -107,6 +111,82 @@ impl Drop for Listener {
             let _ = stop.send(());
         }
     }
+}
+
+/// What to fetch with each notification's NotifyId (`sync_call_program`).
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    /// The program.
+    pub program_id: String,
+    /// The ability that returns notify data, e.g. `get_callback_data`.
+    pub ability_id: String,
+    /// Its `request_data`, e.g. `{}`.
+    pub request_data: String,
+}
+
+/// Handles what `listener` receives until `count` `program_notify` events were handled, `stop`
+/// resolves or the receiver ends; returns how many were handled. Each callback becomes one JSON
+/// object for `emit` (`url_verification`, `program_notify`, or the other event's kind); with
+/// `fetch`, each notification's data is fetched right away and emitted as `callback_data`
+/// (`response_data`, or `errcode` and `error`).
+pub async fn run(
+    listener: &mut Listener,
+    client: &AppClient,
+    fetch: Option<&Fetch>,
+    count: Option<u64>,
+    stop: impl Future<Output = ()>,
+    mut emit: impl FnMut(Value),
+) -> u64 {
+    let mut handled = 0u64;
+    tokio::pin!(stop);
+    while count.is_none_or(|n| handled < n) {
+        let received = tokio::select! {
+            r = listener.next() => r,
+            () = &mut stop => None,
+        };
+        let Some(received) = received else { break };
+        match received {
+            Received::UrlVerified { receive_id } => {
+                emit(json!({ "event": "url_verification", "receive_id": receive_id }))
+            }
+            Received::Other { receive_id, kind } => emit(json!({ "event": kind, "receive_id": receive_id })),
+            Received::ProgramNotify { receive_id, notify } => {
+                handled += 1;
+                emit(json!({
+                    "event": "program_notify", "receive_id": receive_id, "corp_id": notify.corp_id,
+                    "notify_id": notify.notify_id, "notify_scene": notify.notify_scene, "create_time": notify.create_time,
+                }));
+                if let Some(f) = fetch {
+                    let id = notify.notify_id.as_str();
+                    let line = match client
+                        .sync_call_program(&f.program_id, &f.ability_id, &f.request_data, Some(id))
+                        .await
+                    {
+                        Ok(data) => json!({
+                            "event": "callback_data", "notify_id": id, "response_data": super::as_json(&data),
+                        }),
+                        Err(e) => {
+                            json!({ "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": chain(&e) })
+                        }
+                    };
+                    emit(line);
+                }
+            }
+        }
+    }
+    handled
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[derive(Clone)]

@@ -66,11 +66,17 @@ impl AppClientError {
 
 /// The reply of `async_program_result`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AsyncResult {
-    /// The `errcode` the program reported with `program_async_job_call_back`.
-    pub response_errcode: i64,
-    /// The `result` it reported.
-    pub response_data: String,
+pub enum AsyncResult {
+    /// The job has not reported yet (the reply has no `response_errcode`; WeCom does not document
+    /// this shape, the local zone answers `status` 0).
+    Running,
+    /// The program reported with `program_async_job_call_back`.
+    Done {
+        /// The `errcode` it reported.
+        response_errcode: i64,
+        /// The `result` it reported.
+        response_data: String,
+    },
 }
 
 /// Log levels of `set_log_level` (program-callbacks.md §10).
@@ -269,8 +275,29 @@ impl AppClient {
     pub async fn async_program_result(&self, jobid: &str) -> Result<AsyncResult, AppClientError> {
         let api = "async_program_result";
         let v = self.post("chatdata/async_program_result", &json!({ "jobid": jobid })).await?;
-        let response_errcode = v["response_errcode"].as_i64().ok_or_else(|| bad_reply(api, "no response_errcode"))?;
-        Ok(AsyncResult { response_errcode, response_data: string_field(&v, api, "response_data")? })
+        match v.get("response_errcode") {
+            None => Ok(AsyncResult::Running),
+            Some(code) => Ok(AsyncResult::Done {
+                response_errcode: code.as_i64().ok_or_else(|| bad_reply(api, "response_errcode is not an integer"))?,
+                response_data: string_field(&v, api, "response_data")?,
+            }),
+        }
+    }
+
+    /// Polls `async_program_result` (every 200 ms, backing off to 2 s) until the job is done or
+    /// `deadline` has passed; `Running` then.
+    pub async fn await_async_result(&self, jobid: &str, deadline: Duration) -> Result<AsyncResult, AppClientError> {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let r = self.async_program_result(jobid).await?;
+            let now = tokio::time::Instant::now();
+            if r != AsyncResult::Running || now >= end {
+                return Ok(r);
+            }
+            tokio::time::sleep(pause.min(end - now)).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 
     /// `set_public_key`: registers the RSA-2048 public key (PEM) under `public_key_ver`.
@@ -320,6 +347,11 @@ impl AppClient {
         }
         Ok(v)
     }
+}
+
+/// `text` as JSON when it is JSON, else as a JSON string (for printing `response_data`).
+pub fn as_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 fn bad_reply(api: &str, reason: &str) -> AppClientError {

@@ -146,7 +146,7 @@ mod follow_ups {
     use crate::app::{App, AppState};
     use crate::config::Config;
     use crate::jobs::JobRunner;
-    use crate::sdk::{CallContext, CallType, DecodeError, Reply, SdkError, ZoneSdk};
+    use crate::sdk::{CallContext, CallType, DecodeError, Decoded, SdkError, ZoneSdk};
     use crate::store::NotifyId;
 
     const CORP: &str = "corp1";
@@ -179,11 +179,8 @@ mod follow_ups {
 
     #[async_trait]
     impl ZoneSdk for Double {
-        fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Callback, DecodeError> {
+        fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Decoded, DecodeError> {
             Err(DecodeError { code: -1, reply: None })
-        }
-        fn encode_reply(&self, _: &CallContext, _: &str) -> Result<Reply, SdkError> {
-            Err(SdkError::Unavailable("test".into()))
         }
         async fn invoke(&self, ctx: &CallContext, api: &str, request: &str) -> Result<String, SdkError> {
             assert_eq!(ctx.corp_id, CORP);
@@ -365,6 +362,21 @@ mod follow_ups {
         assert_eq!(data["follow_up_errcode"], 900_101);
         assert_eq!(data["chat_archive_export_finished"]["jobid"], "J");
         assert!(data.get("export_job").is_none());
+    }
+
+    #[tokio::test]
+    async fn pages_pulled_before_a_lasting_failure_are_delivered_without_a_further_part() {
+        let sdk = Double::with_items(6);
+        let (_dir, state) = state(sdk.clone(), 2).await;
+        sdk.fail_after("sync_msg", 1, 100);
+        accept(&state, &event_callback(new_message("T"))).await.unwrap();
+        drive(&state).await;
+        let notifies = sdk.calls("spec_notify_app");
+        assert_eq!(notifies.len(), 1, "no continuation part after a failed listing");
+        let data = take(&state, &notifies[0]).await;
+        assert_eq!(data["msg_list"].as_array().unwrap().len(), 2, "the page pulled before the failure");
+        assert_eq!((data["has_more"].clone(), data["follow_up_errcode"].clone()), (json!(1), json!(900_101)));
+        assert_eq!(state.store.cursor(CORP, "sync_msg").await.unwrap().as_deref(), Some("c2"));
     }
 
     #[tokio::test]

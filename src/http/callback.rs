@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::sdk::{Callback, DecodeError, Reply};
+use crate::sdk::{DecodeError, Decoded, Reply};
 use crate::telemetry::Metrics;
 
 /// Bodies larger than this are decoded on the blocking pool rather than on the async workers.
@@ -18,8 +18,8 @@ const INLINE_DECODE_MAX: usize = 256 * 1024;
 pub(super) async fn handle(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
     let headers = sdk_headers(&headers);
     let decoded = decode(&state, method, headers, body).await;
-    let callback = match decoded {
-        Ok(cb) => cb,
+    let Decoded { callback, reply } = match decoded {
+        Ok(decoded) => decoded,
         Err(e) => {
             Metrics::inc(&state.metrics.callbacks_rejected);
             tracing::warn!(code = e.code, "request refused by verification");
@@ -33,9 +33,8 @@ pub(super) async fn handle(State(state): State<AppState>, method: Method, header
     span.record("corp_id", callback.corp_id.as_str());
     span.record("ability_id", callback.ability_id.as_str());
     span.record("call_type", i64::from(callback.call_type));
-    let ctx = callback.context();
     let output = crate::dispatch::handle(&state, callback).await;
-    match state.sdk.encode_reply(&ctx, &output) {
+    match reply.build(&output) {
         Ok(reply) => {
             Metrics::inc(&state.metrics.callbacks_answered);
             reply_response(reply)
@@ -53,7 +52,7 @@ async fn decode(
     method: Method,
     headers: Vec<(String, String)>,
     body: Bytes,
-) -> Result<Callback, DecodeError> {
+) -> Result<Decoded, DecodeError> {
     if body.len() <= INLINE_DECODE_MAX {
         return state.sdk.decode(method.as_str(), &headers, &body);
     }

@@ -215,7 +215,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::sdk::{Callback, DecodeError, Reply};
+    use crate::sdk::{DecodeError, Decoded};
 
     /// Answers each `get_*` call with the next scripted reply (the last one repeats) and counts calls.
     struct Scripted {
@@ -235,11 +235,8 @@ mod tests {
 
     #[async_trait]
     impl ZoneSdk for Scripted {
-        fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Callback, DecodeError> {
+        fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Decoded, DecodeError> {
             Err(DecodeError { code: -1, reply: None })
-        }
-        fn encode_reply(&self, _: &CallContext, _: &str) -> Result<Reply, SdkError> {
-            Err(SdkError::Unavailable("test".into()))
         }
         async fn invoke(&self, _: &CallContext, api: &str, _: &str) -> Result<String, SdkError> {
             self.calls.lock().unwrap().push((api.to_owned(), Instant::now()));

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 use super::*;
-use crate::sdk::{CallContext, Callback, DecodeError, Reply, SdkError};
+use crate::sdk::{CallContext, DecodeError, Decoded, SdkError};
 use crate::store::{Limits, ManualClock};
 
 const T0: i64 = 1_700_000_000_000;
@@ -21,11 +21,8 @@ struct Recorder {
 
 #[async_trait]
 impl ZoneSdk for Recorder {
-    fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Callback, DecodeError> {
+    fn decode(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<Decoded, DecodeError> {
         Err(DecodeError { code: -1, reply: None })
-    }
-    fn encode_reply(&self, _: &CallContext, _: &str) -> Result<Reply, SdkError> {
-        Err(SdkError::Unavailable("test".into()))
     }
     async fn invoke(&self, ctx: &CallContext, api: &str, request: &str) -> Result<String, SdkError> {
         assert_eq!(api, REPORT_API);

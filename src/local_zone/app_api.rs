@@ -26,10 +26,12 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::faults::{self, Applied};
-use super::model::ProgramJob;
+use super::model::{JobKind, ProgramJob};
 use super::program::{self, CONNECT_FAIL, ProgramCall};
 use super::req::{ApiError, ApiResult, Req, reply_of};
+use super::sdk_msgs::{self, cursor_of, parse_cursor};
 use crate::config::LocalZoneConfig;
+use crate::sdk::local::InvokeMessage;
 
 /// `request_data` does not match the ability's input protocol.
 pub const INPUT_PROTOCOL_MISMATCH: i64 = 790_016;
@@ -102,6 +104,8 @@ async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, bo
         "get_corp_auth_info" => get_corp_auth_info(shared),
         "set_log_level" => set_log_level(shared, &req),
         "get_log_level" => get_log_level(shared, &req),
+        "get_auth_user_list" => get_auth_user_list(shared, &req),
+        "set_hide_sensitiveinfo_config" | "get_hide_sensitiveinfo_config" => rest_twin(shared, name, &req),
         _ => Err(ApiError::new(404, "no such chatdata api in the local zone")),
     }
 }
@@ -172,6 +176,7 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
         let jobid = data.mint("JOB");
         let job_info = data.mint("JI");
         let job = ProgramJob {
+            kind: JobKind::App,
             jobid: jobid.clone(),
             job_info: job_info.clone(),
             ability_id: t.ability_id.clone(),
@@ -179,6 +184,7 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
             report: None,
             delivery_error: None,
             protocol_mismatch: false,
+            fail_list: Vec::new(),
         };
         data.program_jobs.insert(jobid.clone(), job);
         (jobid, job_info)
@@ -190,14 +196,14 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
         data: t.request_data,
         ..ProgramCall::default()
     };
-    spawn_job_delivery(shared.clone(), jobid.clone(), call);
+    spawn_job_delivery(shared.clone(), jobid.clone(), call, Duration::from_millis(shared.cfg.program_timeout_ms));
     Ok(json!({ "jobid": jobid }))
 }
 
-/// Delivers an async request to the program in the background; a failed delivery fails the job.
-pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall) {
+/// Delivers an async request to the program in the background; a failed delivery (including no
+/// answer within `timeout`) fails the job.
+pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall, timeout: Duration) {
     tokio::spawn(async move {
-        let timeout = Duration::from_millis(shared.cfg.program_timeout_ms);
         if let Err(e) = program::call(&shared, call, timeout).await {
             tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
             if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
@@ -212,8 +218,8 @@ pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall)
 fn async_program_result(shared: &Shared, req: &Req) -> ApiResult {
     let jobid = req.str_req("jobid", 128)?;
     let data = shared.data();
-    let job = data.program_jobs.get(jobid).ok_or_else(|| ApiError::invalid("jobid", "no such job"))?;
-    job_outcome(job)
+    let job = data.program_jobs.get(jobid).filter(|j| j.kind == JobKind::App);
+    job_outcome(job.ok_or_else(|| ApiError::invalid("jobid", "no such job"))?)
 }
 
 /// The result fields of a program job (shared with `get_model_task_result` / `get_program_task_result`).
@@ -278,6 +284,38 @@ fn set_log_level(shared: &Shared, req: &Req) -> ApiResult {
 fn get_log_level(shared: &Shared, req: &Req) -> ApiResult {
     let program_id = linked_program(shared, req)?;
     Ok(json!({ "log_level": shared.data().log_levels.get(program_id).copied().unwrap_or(2) }))
+}
+
+/// `get_auth_user_list`: members whose authorisation is in effect (limit default 200, max 1000).
+fn get_auth_user_list(shared: &Shared, req: &Req) -> ApiResult {
+    let limit = req.limit(200, 1000)?;
+    let salt = shared.cfg.seed ^ 0x4155_5448;
+    let offset =
+        req.str_max("cursor", 128)?.map(|c| parse_cursor("cursor", c, salt)).transpose()?.unwrap_or(0) as usize;
+    let data = shared.data();
+    let users: Vec<Value> =
+        data.staff.iter().filter(|s| s.in_scope).map(|s| json!({"userid": s.userid, "edition_list": [2]})).collect();
+    let end = (offset + limit).min(users.len());
+    let has_more = end < users.len();
+    let page = users.get(offset.min(end)..end).unwrap_or_default().to_vec();
+    let next = if has_more { cursor_of(end as u64, salt) } else { String::new() };
+    Ok(json!({ "auth_user_list": page, "next_cursor": next, "has_more": i32::from(has_more) }))
+}
+
+/// The REST twins of the hide-sensitive-info SDK APIs (app-side.md §2.2): the same handler and rules.
+fn rest_twin(shared: &Arc<Shared>, name: &str, req: &Req) -> ApiResult {
+    let ctx = InvokeMessage {
+        corp_id: shared.cfg.corp_id.clone(),
+        agent_id: shared.cfg.agent_id,
+        ability_id: String::new(),
+        job_info: String::new(),
+        api: name.to_owned(),
+        request: String::new(),
+    };
+    match name {
+        "set_hide_sensitiveinfo_config" => sdk_msgs::set_hide_sensitiveinfo_config(shared, &ctx, req),
+        _ => sdk_msgs::get_hide_sensitiveinfo_config(shared, &ctx, req),
+    }
 }
 
 fn protocol(

@@ -4,6 +4,7 @@
 //! - `POST /local/messages`: archive a new message, then raise `conversation_new_message` (and
 //!   `hit_keyword` when it hits a rule) at the receiving program, each with a fresh 10-minute token;
 //! - `POST /local/events`: raise any other documented event (consent, knowledge sets, exports);
+//! - `POST /local/export_code`: a single-use, 5-minute export code (what the display component yields);
 //! - `POST /local/faults`, `GET /local/faults`, `DELETE /local/faults`: faults on demand;
 //! - `POST /local/clock/advance`: move the zone's clock (token, notify and window expiry);
 //! - `GET /local/notifications`: the `program_notify` outbox.
@@ -31,6 +32,7 @@ pub fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/local/world", get(world))
         .route("/local/messages", post(add_message))
+        .route("/local/export_code", post(export_code))
         .route("/local/events", post(events::raise))
         .route("/local/faults", post(arm_fault).get(list_faults).delete(clear_faults))
         .route("/local/clock/advance", post(advance_clock))
@@ -134,7 +136,7 @@ async fn archive_message(shared: &Arc<Shared>, body: &str) -> ApiResult {
         }
         (msgid, seq, data.hits.last().is_some_and(|h| h.msg_seq == seq))
     };
-    let mut out = json!({ "msgid": msgid, "seq": seq, "hit_keyword": hit });
+    let mut out = json!({ "msgid": msgid, "seq": seq, "send_time": now, "hit_keyword": hit });
     if raise {
         let token = shared.data().mint_token(TokenKind::NewMessage, now);
         let ack = program::raise_event(
@@ -162,6 +164,10 @@ pub fn ack_json(ack: Result<String, CallFailure>) -> Value {
         Ok(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
         Err(e) => json!({ "error": e.to_string() }),
     }
+}
+
+async fn export_code(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({ "errcode": 0, "errmsg": "ok", "code": super::sdk_kb::issue_export_code(&shared), "expires_in": 300 }))
 }
 
 async fn arm_fault(State(shared): State<Arc<Shared>>, body: String) -> Json<Value> {

@@ -15,6 +15,7 @@
 //! [`LocalZone::bind`] binds the listener (its URL goes into the program's `sdk.local.zone_url`),
 //! then [`LocalZone::run_until_stopped`] serves, given the program's URL.
 
+pub mod analysis;
 pub mod app_api;
 pub mod control;
 pub mod events;
@@ -25,8 +26,11 @@ pub mod notify;
 pub mod program;
 pub mod req;
 pub mod sdk_api;
+pub mod sdk_kb;
+pub mod sdk_models;
 pub mod sdk_msgs;
 pub mod sdk_rules;
+pub mod sdk_search;
 pub mod seed;
 
 use std::future::{Future, IntoFuture};

@@ -254,9 +254,22 @@ pub struct ExportJob {
     pub result: Option<(i64, String, String)>,
 }
 
+/// Who created a [`ProgramJob`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// The app's `async_program_task`.
+    App,
+    /// SDK `create_model_task` (the own model).
+    OwnModel,
+    /// SDK `create_program_task` (an own program).
+    OwnProgram,
+}
+
 /// An app `async_program_task` job (or an SDK-routed own model / own program task).
 #[derive(Debug, Clone)]
 pub struct ProgramJob {
+    /// Who created it.
+    pub kind: JobKind,
     /// The jobid the caller holds.
     pub jobid: String,
     /// The opaque context sent to the program.
@@ -271,12 +284,14 @@ pub struct ProgramJob {
     pub delivery_error: Option<i64>,
     /// Set when the program's result broke the ability's output protocol (790014).
     pub protocol_mismatch: bool,
+    /// Messages of an SDK-routed task that could not be used.
+    pub fail_list: Vec<Value>,
 }
 
 /// A WeCom-built model task (sentiment, summary, tags, recommendation, general, spam).
 #[derive(Debug, Clone)]
 pub struct ModelTask {
-    /// The API family, e.g. `sentiment`.
+    /// The API family, e.g. `sentiment` (`get_<family>_result` reads it).
     pub family: &'static str,
     /// Polls answered so far.
     pub polls: u32,

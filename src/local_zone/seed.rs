@@ -150,7 +150,7 @@ fn seed_chats(data: &mut ZoneData, rng: &mut SeedRng, start: i64) {
             false,
         ),
         ("", vec![staff(data, 2), staff(data, 3), staff(data, 4)], true, false),
-        ("2023年会筹备组", vec![staff(data, 1), staff(data, 4)], true, true),
+        ("产品年会筹备组", vec![staff(data, 1), staff(data, 4)], true, true),
     ];
     for (k, (name, members, internal, expired)) in groups.into_iter().enumerate() {
         let chatid = format!("wr{:016x}", rng.next());

@@ -9,11 +9,12 @@
 //! is reported as −10006 ("invoke failed"), as the vendor SDK does for its own transport.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
-use super::{CallContext, CallType, Callback, DecodeError, Reply, SdkError, ZoneSdk};
+use super::{CallContext, CallType, Callback, DecodeError, Decoded, Reply, ReplyBuilder, SdkError, ZoneSdk};
 use crate::codec::{CodecSettings, LocalCodec};
 use crate::config::SdkConfig;
 use crate::crypto::{CallbackCipher, EncodingAesKey};
@@ -31,7 +32,7 @@ pub const DECODE_BAD_MESSAGE: i32 = -41010;
 
 /// The local codec backend.
 pub struct LocalSdk {
-    codec: LocalCodec,
+    codec: Arc<LocalCodec>,
     http: reqwest::Client,
     invoke_url: String,
     max_response_bytes: usize,
@@ -109,7 +110,7 @@ impl LocalSdk {
             .connect_timeout(std::time::Duration::from_secs(2))
             .build()?;
         Ok(Self {
-            codec: codec_from_config(config)?,
+            codec: Arc::new(codec_from_config(config)?),
             http,
             invoke_url: format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/')),
             max_response_bytes: config.max_response_bytes,
@@ -167,7 +168,7 @@ impl LocalSdk {
 
 #[async_trait]
 impl ZoneSdk for LocalSdk {
-    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Callback, DecodeError> {
+    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Decoded, DecodeError> {
         if method != "POST" {
             return Err(DecodeError { code: DECODE_NO_METHOD, reply: None });
         }
@@ -177,7 +178,12 @@ impl ZoneSdk for LocalSdk {
         if m.corp_id != opened.receive_id {
             return Err(DecodeError { code: crate::crypto::CryptoError::ValidateReceiveId.code(), reply: None });
         }
-        Ok(Callback {
+        let (codec, corp_id) = (self.codec.clone(), m.corp_id.clone());
+        let reply = ReplyBuilder::new(move |plaintext| {
+            let sealed = codec.seal(plaintext.as_bytes(), &corp_id);
+            Ok(Reply { headers: sealed.headers, body: sealed.body })
+        });
+        let callback = Callback {
             corp_id: m.corp_id,
             agent_id: m.agent_id,
             call_type: m.call_type,
@@ -186,12 +192,8 @@ impl ZoneSdk for LocalSdk {
             ability_id: m.ability_id,
             notify_id: m.notify_id,
             data: m.data,
-        })
-    }
-
-    fn encode_reply(&self, ctx: &CallContext, plaintext: &str) -> Result<Reply, SdkError> {
-        let sealed = self.codec.seal(plaintext.as_bytes(), &ctx.corp_id);
-        Ok(Reply { headers: sealed.headers, body: sealed.body })
+        };
+        Ok(Decoded { callback, reply })
     }
 
     async fn invoke(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {

@@ -1,8 +1,11 @@
 //! The SDK seam: the program depends on the zone SDK only through [`ZoneSdk`]'s three operations
-//! (`protocol/unknowns.md` §5). Backends: [`local`] (the local codec + HTTP to the local zone) and
-//! `native` (the vendor SDK through the C shim). [`pool`] bounds every backend's `invoke`.
+//! (`protocol/unknowns.md` §5): `decode` (which hands back the request's [`ReplyBuilder`], i.e.
+//! `encode_reply`) and `invoke`. Backends: [`local`] (the local codec + HTTP to the local zone) and
+//! [`native`] (the vendor SDK through the C shim). [`pool`] bounds every backend's `invoke`.
 
 pub mod local;
+pub mod native;
+pub mod native_log;
 pub mod pool;
 
 use std::sync::Arc;
@@ -16,14 +19,53 @@ use crate::error::ErrorCode;
 #[async_trait]
 pub trait ZoneSdk: Send + Sync + 'static {
     /// Verifies and decrypts one inbound request. `headers` carry lower-case names, values as received.
-    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Callback, DecodeError>;
-
-    /// Builds the encrypted reply for `plaintext` (which may be empty).
-    fn encode_reply(&self, ctx: &CallContext, plaintext: &str) -> Result<Reply, SdkError>;
+    /// The result carries the builder of this request's encrypted reply: the vendor SDK builds a reply
+    /// with the very decoder object that verified the request (`BuildResponseHeaderBody`).
+    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Decoded, DecodeError>;
 
     /// Calls one SDK API with a JSON request in the context of a request or job; returns the raw
     /// response JSON. A non-zero `errcode` inside it is *not* an error here.
     async fn invoke(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError>;
+
+    /// A fresh notify id (the SDK's `GenerateNotifyId`). Backends without one return 32 random
+    /// lower-case hex characters.
+    fn generate_notify_id(&self) -> Result<String, SdkError> {
+        Ok(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
+/// A request the SDK verified and decoded.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The decoded fields.
+    pub callback: Callback,
+    /// Builds the encrypted reply to this request; `encode_reply` of `protocol/unknowns.md` §5.
+    pub reply: ReplyBuilder,
+}
+
+/// Builds the encrypted reply to one decoded request, once. Dropping it unused releases whatever the
+/// backend holds for the request (the native backend: the vendor decoder and the headers and body it
+/// refers to).
+pub struct ReplyBuilder(Box<BuildFn>);
+
+type BuildFn = dyn FnOnce(&str) -> Result<Reply, SdkError> + Send;
+
+impl ReplyBuilder {
+    /// A builder running `build` on the reply plaintext (which may be empty).
+    pub fn new(build: impl FnOnce(&str) -> Result<Reply, SdkError> + Send + 'static) -> Self {
+        Self(Box::new(build))
+    }
+
+    /// Signs and encrypts `plaintext` into the reply's headers and body.
+    pub fn build(self, plaintext: &str) -> Result<Reply, SdkError> {
+        (self.0)(plaintext)
+    }
+}
+
+impl std::fmt::Debug for ReplyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyBuilder")
+    }
 }
 
 /// Which kind of request arrived (`call_type`).
@@ -203,7 +245,18 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<dyn ZoneSdk>> {
             Ok(Arc::new(pool::Bounded::new(backend, limiter)))
         }
         SdkBackend::Native => {
-            anyhow::bail!("sdk.backend = \"native\": the native backend is not built into this version; use \"local\"")
+            // No pool::Bounded here: the native backend runs each call on the blocking pool itself,
+            // and the call keeps its slot until it really ends, even after a timeout.
+            let backend = native::NativeSdk::load(&config.sdk, limiter)?;
+            let native = &config.sdk.native;
+            if let (Some(debug_token), Some(access_token)) = (&native.debug_token, &native.access_token) {
+                backend.open_debug_mode(debug_token, access_token)?;
+                tracing::info!("vendor SDK debug mode opened");
+            }
+            if native.log_to_sdk {
+                native_log::install(backend.log_sink());
+            }
+            Ok(Arc::new(backend))
         }
     }
 }

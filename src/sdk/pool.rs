@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{CallContext, Callback, DecodeError, Reply, SdkError, ZoneSdk};
+use super::{CallContext, DecodeError, Decoded, SdkError, ZoneSdk};
 use crate::config::SdkConfig;
 
 /// The shared bound on SDK calls.
@@ -50,6 +50,27 @@ impl InvokeLimiter {
         tokio::time::timeout(self.timeout, call).await.unwrap_or(Err(SdkError::Timeout))
     }
 
+    /// Runs the blocking `call` on tokio's blocking pool holding a slot, within the deadline. The slot
+    /// moves into the blocking task and is released only when `call` really returns: a call that
+    /// overran its deadline (answered [`SdkError::Timeout`]) still counts against `sdk.pool_size`, so
+    /// stuck SDK calls cannot pile up beyond it.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> Result<T, SdkError> + Send + 'static,
+    ) -> Result<T, SdkError> {
+        let permit = self.acquire().await?;
+        let span = tracing::Span::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(call)
+        });
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_join)) => Err(SdkError::Unavailable("the sdk call panicked".into())),
+            Err(_elapsed) => Err(SdkError::Timeout),
+        }
+    }
+
     /// Slots free right now (for metrics and tests).
     pub fn available(&self) -> usize {
         self.slots.available_permits()
@@ -71,16 +92,16 @@ impl<S: ZoneSdk> Bounded<S> {
 
 #[async_trait]
 impl<S: ZoneSdk> ZoneSdk for Bounded<S> {
-    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Callback, DecodeError> {
+    fn decode(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<Decoded, DecodeError> {
         self.inner.decode(method, headers, body)
-    }
-
-    fn encode_reply(&self, ctx: &CallContext, plaintext: &str) -> Result<Reply, SdkError> {
-        self.inner.encode_reply(ctx, plaintext)
     }
 
     async fn invoke(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {
         self.limiter.run(self.inner.invoke(ctx, api, request_json)).await
+    }
+
+    fn generate_notify_id(&self) -> Result<String, SdkError> {
+        self.inner.generate_notify_id()
     }
 }
 
@@ -110,6 +131,35 @@ mod tests {
             Ok(())
         });
         assert_eq!(slow.await, Err(SdkError::Timeout));
+        assert_eq!(l.available(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_blocking_call_keeps_its_slot_until_it_really_ends() {
+        let l = limiter(1);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let stuck = l.run_blocking(move || {
+            let _ = wait.recv();
+            Ok("finished late")
+        });
+        assert_eq!(stuck.await, Err(SdkError::Timeout));
+        assert_eq!(l.available(), 0, "the stuck call still holds its slot");
+        assert_eq!(l.run_blocking(|| Ok(1)).await, Err(SdkError::Busy), "no call piles up behind it");
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while l.available() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the slot came back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(l.run_blocking(|| Ok(2)).await, Ok(2));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_blocking_call_is_an_error_and_frees_its_slot() {
+        let cfg = SdkConfig { pool_size: 1, invoke_timeout_ms: 10_000, ..Default::default() };
+        let l = InvokeLimiter::new(&cfg);
+        let r: Result<(), SdkError> = l.run_blocking(|| panic!("boom")).await;
+        assert!(matches!(r, Err(SdkError::Unavailable(_))));
         assert_eq!(l.available(), 1);
     }
 }

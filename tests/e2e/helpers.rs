@@ -95,6 +95,7 @@ impl TestEnv {
         crate::capture::register_zone(&zone.shared());
         let zone_addr = zone.local_addr();
         config.sdk.local.zone_url = zone.url();
+        crate::backend::apply(&mut config);
         let wecom = codec_from_config(&config.sdk).unwrap();
         let corp_secret = config.local_zone.corp_secret.clone();
         let app = App::build(config).await.expect("the program starts");
@@ -358,5 +359,41 @@ impl Drop for TestEnv {
             task.abort();
         }
         crate::capture::check_new();
+    }
+}
+
+/// The program's own state: restarts and job settling (abilities, events and jobs tests).
+impl TestEnv {
+    /// Stops the program gracefully (as SIGTERM would) and starts a new one on the same address,
+    /// store and keys, as a redeploy would; `tweak` adjusts the new configuration. The local zone
+    /// and the app receiver keep running.
+    pub async fn restart_program(&mut self, tweak: impl FnOnce(&mut Config)) {
+        // `stops[0]` and `tasks[0]` are the program's (see `spawn_with`).
+        let _ = self.stops.remove(0).send(());
+        tokio::time::timeout(DEADLINE, self.tasks.remove(0)).await.expect("the program stops").unwrap();
+        let mut config = test_config(self._data.path());
+        let key_path = config.local_zone.data_dir.join(keys::PRIVATE_KEY_FILE);
+        config.keyring.keys =
+            vec![KeyringEntry { corp_id: CORP.into(), public_key_ver: 1, private_key_path: key_path }];
+        config.sdk.local.zone_url = self.zone_url();
+        crate::backend::apply(&mut config);
+        config.server.listen = self.addr;
+        tweak(&mut config);
+        let app = App::build(config).await.expect("the program starts again");
+        assert_eq!(app.local_addr(), self.addr, "the same address, so the zone reaches it");
+        self.state = app.state().clone();
+        let (stop, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = app.run_until_stopped(async move { drop(rx.await) }).await;
+        });
+        self.stops.insert(0, stop);
+        self.tasks.insert(0, task);
+    }
+
+    /// Waits until the program has no queued or running job, and asserts that none failed.
+    pub async fn settle_jobs(&self) -> wecom_zone_program::store::JobCounts {
+        let counts = self.state.jobs.wait_idle(DEADLINE).await.unwrap_or_else(|c| panic!("jobs still busy: {c:?}"));
+        assert_eq!(counts.failed, 0, "no job failed: {counts:?}");
+        counts
     }
 }

@@ -49,12 +49,16 @@ async fn sync_call_program_reaches_the_program_and_returns_its_reply_as_response
     let reply = env.app_call("invoke_sync_msg", r#"{"limit":2}"#, None).await;
     assert_eq!(reply["errcode"], 0, "{reply}");
     let data: Value = serde_json::from_str(reply["response_data"].as_str().unwrap()).unwrap();
-    assert_eq!(data["errcode"], 900_003, "the program (without abilities yet) answered: {data}");
+    assert_eq!(data["errcode"], 0, "the zone's sync_msg reply, through the program: {data}");
+    assert_eq!((data["msg_list"].as_array().unwrap().len(), data["has_more"].as_i64()), (2, Some(1)));
+    let unknown = env.app_call("no_such_ability", "{}", None).await;
+    let data: Value = serde_json::from_str(unknown["response_data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["errcode"], 900_003, "{data}");
     let m = &env.state.metrics;
     assert_eq!(
         m.callbacks_answered.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "exactly one request reached the program"
+        2,
+        "exactly two requests reached the program"
     );
 }
 
@@ -115,6 +119,8 @@ async fn an_async_task_reaches_the_program_and_its_reported_result_is_returned()
     assert_eq!(env.async_result(&jobid).await["status"], 0, "not reported yet");
     let job_info = env.zone.data().program_jobs[&jobid].job_info.clone();
     let ctx = CallContext { corp_id: CORP.into(), agent_id: 1_000_002, ability_id: "long_job".into(), job_info };
+    let missing = env.sdk_in(&ctx, "program_async_job_call_back", &json!({"result": "{}"})).await.unwrap();
+    assert_eq!(missing["errcode"], 40058, "errcode is required, and a refused report changes nothing");
     let report = json!({"errcode": 0, "result": "{\"summary\":\"done\"}"});
     let ack = env.sdk_in(&ctx, "program_async_job_call_back", &report).await.unwrap();
     assert_eq!(ack["errcode"], 0, "{ack}");
@@ -207,4 +213,42 @@ async fn the_app_configuration_apis_keep_their_rules() {
     let auth = env.app_post("get_corp_auth_info", &json!({})).await;
     let users = auth["auth_edition_list"][0]["auth_scope"]["userid_list"].as_array().unwrap().len();
     assert_eq!(users, 5, "five of the six seeded staff are in scope: {auth}");
+}
+
+#[tokio::test]
+async fn the_app_api_lists_authorised_users_and_serves_the_hide_config_rest_twins() {
+    let env = TestEnv::spawn().await;
+    let first = env.app_post("get_auth_user_list", &json!({"limit": 3})).await;
+    assert_eq!(
+        (first["has_more"].as_i64(), first["auth_user_list"].as_array().unwrap().len()),
+        (Some(1), 3),
+        "{first}"
+    );
+    let rest = env.app_post("get_auth_user_list", &json!({"cursor": first["next_cursor"]})).await;
+    assert_eq!(rest["auth_user_list"].as_array().unwrap().len(), 2, "five staff are in scope");
+    assert_eq!(env.app_post("get_auth_user_list", &json!({"limit": 1001})).await["errcode"], 40058);
+    let user = first["auth_user_list"][0]["userid"].clone();
+    let set = json!({"userid": user, "config": {"hide_mobile": true}});
+    assert_eq!(env.app_post("set_hide_sensitiveinfo_config", &set).await["errcode"], 0);
+    let via_sdk = env.sdk("get_hide_sensitiveinfo_config", json!({"userid": user})).await;
+    assert_eq!(via_sdk["config"]["hide_mobile"], true, "one config behind both routes");
+    assert_eq!(env.app_post("get_hide_sensitiveinfo_config", &json!({"userid": "wonobody"})).await["errcode"], 40058);
+}
+
+#[tokio::test]
+async fn faults_apply_to_app_api_calls_too() {
+    let env = TestEnv::spawn().await;
+    env.access_token().await;
+    env.control("faults", json!({"api": "sync_call_program", "count": 1, "errcode": -1})).await;
+    assert_eq!(env.app_call("invoke_sync_msg", "{}", None).await["errcode"], -1);
+    env.control("faults", json!({"api": "gettoken", "count": 1, "http_status": 502})).await;
+    let url = format!("{}/cgi-bin/gettoken?corpid={CORP}&corpsecret=LocalZoneDemoCorpSecret", env.zone_url());
+    assert_eq!(env.http.get(&url).send().await.unwrap().status(), 502);
+    assert_eq!(env.http.get(&url).send().await.unwrap().status(), 200);
+    env.control("faults", json!({"api": "async_program_result", "count": 2, "delay_ms": 1})).await;
+    let pending = env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap();
+    assert_eq!(pending.json::<Value>().await.unwrap()["pending"]["async_program_result"], 2);
+    let cleared = env.http.delete(format!("{}/local/faults", env.zone_url())).send().await.unwrap();
+    assert_eq!(cleared.json::<Value>().await.unwrap()["errcode"], 0);
+    assert_eq!(env.app_call("invoke_sync_msg", r#"{"limit":1}"#, None).await["errcode"], 0);
 }
