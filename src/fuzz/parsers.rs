@@ -17,7 +17,8 @@ use crate::crypto::{self, CallbackCipher, EncodingAesKey, xml};
 use crate::error::ErrorCode;
 use crate::events::{self, EventType, FollowUp};
 
-/// The registry, its ids, every field name of its input examples, and the examples.
+/// The registry, its ids, every field name of its input protocols, and the protocols (examples with
+/// every key, not necessarily a valid input: e.g. all three of a workflow's sources).
 struct Abilities {
     registry: Registry,
     ids: Vec<String>,
@@ -208,7 +209,6 @@ proptest! {
         match a.registry.check(&id, &data) {
             Ok(()) => {}
             Err(e) => {
-                prop_assert!(example.as_deref() != Some(data.as_str()), "{}'s own example is refused: {}", id, e);
                 let code = e.code();
                 prop_assert!(
                     matches!(code, ErrorCode::InvalidInput | ErrorCode::InputTooLarge | ErrorCode::UnknownAbility),
