@@ -46,7 +46,10 @@ fn bytes(rng: &mut StdRng, max: usize) -> Vec<u8> {
 /// signature), or the same number (the key version, which is not signed: `02` is version 2).
 fn same_meaning(name: &str, old: &str, new: &str) -> bool {
     new.eq_ignore_ascii_case(old)
-        || (name == crate::codec::H_SECRET_VER && new.parse::<u32>().is_ok_and(|n| old.parse() == Ok(n)))
+        || (name == crate::codec::H_SECRET_VER
+            && !new.is_empty()
+            && new.bytes().all(|b| b.is_ascii_digit())
+            && new.parse::<u32>().is_ok_and(|n| old.parse() == Ok(n)))
 }
 
 /// A change of the body's JSON text that leaves its `encrypt` string as it was.
