@@ -150,7 +150,7 @@ async fn forged_requests_are_refused_and_never_dispatched() {
 
 #[tokio::test]
 async fn replayed_requests_are_refused_even_when_raced_and_never_dispatched() {
-    let env = Arc::new(TestEnv::spawn().await);
+    let env = Arc::new(TestEnv::spawn_with(|c| c.jobs.report_attempts = 1).await);
     arm_sentinels(&env).await;
     let sealed = env.wecom.seal(&message(1, true, "invoke_sync_msg", "{}"), CORP);
     let before = effects(&env).await;
@@ -169,6 +169,10 @@ async fn replayed_requests_are_refused_even_when_raced_and_never_dispatched() {
     assert_eq!(after.answered, before.answered + 1);
     let jobs = env.state.jobs.counts().await.unwrap();
     assert_eq!(jobs.queued + jobs.running + jobs.done + jobs.failed, 1, "one job, not twenty: {jobs:?}");
+    // The one served copy's job reports through the SDK in the background (one attempt, which the
+    // sentinel fails); let it end, so that the replay's "no side effect" check sees only what the
+    // replay itself would cause.
+    env.state.jobs.wait_idle(crate::helpers::DEADLINE).await.expect("the served job ends");
     assert_refused(&env, "a replay after the race", &sealed).await;
 }
 
