@@ -265,7 +265,8 @@ pub struct JobsConfig {
     pub report_attempts: u32,
     /// First retry delay of a report, doubled each time, in milliseconds. Default 500.
     pub report_backoff_ms: u64,
-    /// Deadline of one model task's polling, in seconds. Default 120.
+    /// How long an async job's model tasks may be polled in all, in seconds (a sync call polls
+    /// within ¾ of `server.request_timeout_ms` instead). Default 120.
     pub model_poll_deadline_secs: u64,
     /// First polling interval of a model task, in milliseconds (backs off to 5 s). Default 200.
     pub model_poll_interval_ms: u64,

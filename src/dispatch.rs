@@ -30,8 +30,11 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         CallType::AppCall => call_sync(state, &callback).await,
         CallType::Event => crate::events::accept(state, &callback).await.map(Output::Json),
     };
-    if let Err(e) = &outcome {
-        tracing::info!(errcode = e.code().code(), error = %e, "request failed");
+    match &outcome {
+        // The detail of an internal failure is logged here, never replied; it carries no content.
+        Err(AppError::Internal(detail)) => tracing::error!(detail = %format!("{detail:#}"), "request failed"),
+        Err(e) => tracing::info!(errcode = e.code().code(), error = %e, "request failed"),
+        Ok(_) => {}
     }
     let (errcode, text) = state.abilities.reply(outcome);
     if errcode != 0 {
@@ -115,6 +118,9 @@ impl JobRunner for Runner {
                     }
                     Err(_) => Err(AppError::Internal(anyhow::anyhow!("an ability job payload does not parse"))),
                 };
+                if let Err(AppError::Internal(detail)) = &outcome {
+                    tracing::error!(detail = %format!("{detail:#}"), "async job failed");
+                }
                 let (errcode, result) = self.state.abilities.reply(outcome);
                 Step::Report { errcode, result }
             }

@@ -133,7 +133,7 @@ pub enum AppError {
     Input {
         /// `InvalidInput`, `InputTooLarge` or `MissingNotifyId`.
         code: ErrorCode,
-        /// What is wrong, e.g. "unknown field `foo`".
+        /// What is wrong, e.g. "missing field `chatid`".
         reason: String,
     },
     /// A failure with a code and no further detail.

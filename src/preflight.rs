@@ -16,8 +16,10 @@ use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::traits::PublicKeyParts as _;
 use zeroize::Zeroizing;
 
-use crate::config::{Config, KeyringConfig, KeyringEntry, SdkBackend};
+use crate::config::{Config, KeyringConfig, KeyringEntry, SdkBackend, SdkConfig};
 use crate::crypto::keyring::Keyring;
+use crate::sdk::native::NativeSdk;
+use crate::sdk::pool::InvokeLimiter;
 
 /// Largest key file read (a 4096-bit PEM is about 3.3 KiB).
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -232,20 +234,31 @@ fn check_sdk(config: &Config, report: &mut Report) {
                 config.sdk.local.zone_url
             )),
         ),
-        SdkBackend::Native => report.push("sdk", check_library(&config.sdk.native.library)),
+        SdkBackend::Native => report.push("sdk", check_native(&config.sdk)),
     }
 }
 
-/// Checks that the native shim library is a readable regular file.
-// TODO(native): once `sdk::native` lands, load the library and resolve its symbols here too.
-pub fn check_library(path: &Path) -> Outcome {
+/// Checks the native backend as `serve` starts it: the shim is a readable regular file, it loads,
+/// it has every symbol of the shim ABI in the right version, and the SDK initialises.
+pub fn check_native(sdk: &SdkConfig) -> Outcome {
+    let path = &sdk.native.library;
     let shown = path.display();
-    let fix = "build the shim (native/build.sh) and the image with the vendor SDK, and set sdk.native.library \
-               to its absolute path";
+    let fix = "build the shim (native/build.sh --sdk-dir <vendor SDK>) and the image with the vendor SDK, and \
+               set sdk.native.library to its path";
     match fs::File::open(path).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_file() => Outcome::Ok(format!("{shown} is readable ({} bytes)", meta.len())),
-        Ok(_) => Outcome::Fail { problem: format!("{shown} is not a regular file"), fix: fix.into() },
-        Err(e) => Outcome::Fail { problem: format!("{shown}: {e}"), fix: fix.into() },
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Outcome::Fail { problem: format!("{shown} is not a regular file"), fix: fix.into() },
+        Err(e) => return Outcome::Fail { problem: format!("{shown}: {e}"), fix: fix.into() },
+    }
+    match NativeSdk::load(sdk, InvokeLimiter::new(sdk)) {
+        Ok(_) => Outcome::Ok(format!("{shown} loads: shim ABI complete, SDK initialised")),
+        Err(e) => Outcome::Fail {
+            problem: e.to_string(),
+            fix: format!(
+                "{fix}; a library the shim needs (libWeWorkSpecSDK.so, OpenSSL 3, libstdc++) must sit beside it or on \
+                 LD_LIBRARY_PATH"
+            ),
+        },
     }
 }
 
@@ -409,6 +422,18 @@ mod tests {
         let (problem, fix) = failure_of(&report, "sdk").unwrap();
         assert!(problem.contains("missing.so"), "{problem}");
         assert!(fix.contains("native/build.sh"), "{fix}");
+    }
+
+    #[test]
+    fn a_native_library_that_does_not_load_fails_with_the_loaders_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("libzone_shim.so");
+        fs::write(&fake, b"not an ELF object").unwrap();
+        let mut sdk = SdkConfig::default();
+        sdk.native.library = fake.clone();
+        let Outcome::Fail { problem, fix } = check_native(&sdk) else { panic!("garbage must not load") };
+        assert!(problem.contains("cannot load the native SDK shim") && problem.contains(&*fake.to_string_lossy()));
+        assert!(fix.contains("LD_LIBRARY_PATH"), "{fix}");
     }
 
     #[test]

@@ -38,7 +38,12 @@ pub const SDK_APIS: &[SdkApi] = &[
         r#"{"notify_id":"NID","notify_scene":1}"#,
         r#"{"errcode":0,"errmsg":"ok","notify_id":"NID"}"#,
     ),
-    api("sync_msg", "WeCom doc 101365", r#"{"cursor":"C","token":"T","limit":200,"mode":0}"#, listings::SYNC_MSG_RSP),
+    api(
+        "sync_msg",
+        "WeCom doc 101365",
+        r#"{"cursor":"C","token":"T","limit":200,"mode":0,"begin_time":1700000000}"#,
+        listings::SYNC_MSG_RSP,
+    ),
     api("get_msg_list_by_page_id", "WeCom doc 101365", r#"{"page_id":"PAGEID"}"#, listings::PAGE_RSP),
     api(
         "get_group_chat",
@@ -79,7 +84,7 @@ pub const SDK_APIS: &[SdkApi] = &[
     api(
         "search_msg",
         "WeCom doc 99818",
-        r#"{"query_word":"欢迎","chat_info":{"chat_type":2,"chat_id":"wr1","msg_type_list":[1]},"start_time":1668355200,"end_time":1668528000,"limit":50,"cursor":""}"#,
+        r#"{"query_word":"欢迎","chat_info":{"chat_type":2,"id_list":[{"open_userid":"wo1","external_userid":"wm1"}],"chat_id":"wr1","msg_type_list":[1],"sender":{"open_userid":"wo1"},"sender_list":[{"open_userid":"wo1"}]},"start_time":1668355200,"end_time":1668528000,"skip_stop_words":true,"limit":50,"cursor":""}"#,
         r#"{"errcode":0,"errmsg":"ok","has_more":0,"next_cursor":"","msg_list":[{"msgid":"M1"}]}"#,
     ),
     api(
@@ -91,7 +96,7 @@ pub const SDK_APIS: &[SdkApi] = &[
     api(
         "create_rule",
         "WeCom doc 99829",
-        r#"{"name":"refund","keyword":{"word_list":["退款"],"is_case_sensitive":0,"match_rule":0,"is_trim_msg":0},"semantics":{"semantics_list":[2]},"applicable_range":{"target_type":{"type_list":[2]},"chat_type":{"type_list":[1,2]}}}"#,
+        r#"{"name":"refund","keyword":{"word_list":["退款"],"is_case_sensitive":0,"match_rule":0,"is_trim_msg":0},"semantics":{"semantics_list":[2]},"applicable_range":{"target_type":{"type_list":[2]},"chat_type":{"type_list":[1,2]},"department":{"id_list":[1]},"user":{"id_list":["wo1"]},"external_contact":{"id_list":["wm1"]},"chat":{"id_list":["wr1"]},"exclude_mobile":{"mobile_list":["13800000000"]},"exclude_email":{"email_list":["a@example.com"]},"exclude_bank_card":{"bank_card_list":["6222000000000000"]}}}"#,
         r#"{"errcode":0,"errmsg":"ok","rule_id":"R1"}"#,
     ),
     api(
@@ -106,12 +111,17 @@ pub const SDK_APIS: &[SdkApi] = &[
         r#"{"rule_id":"R1"}"#,
         r#"{"errcode":0,"errmsg":"ok","name":"refund","keyword":{"word_list":["退款"],"is_case_sensitive":0,"match_rule":0,"is_trim_msg":0},"semantics":{"semantics_list":[2]},"applicable_range":{"target_type":{"type_list":[2]}}}"#,
     ),
-    api("update_rule", "WeCom doc 99829", r#"{"rule_id":"R1","name":"refund2","keyword":{"word_list":["退货"]}}"#, OK),
+    api(
+        "update_rule",
+        "WeCom doc 99829",
+        r#"{"rule_id":"R1","name":"refund","keyword":{"word_list":["退款"],"is_case_sensitive":0,"match_rule":0,"is_trim_msg":0},"semantics":{"semantics_list":[2]},"applicable_range":{"target_type":{"type_list":[2]},"chat_type":{"type_list":[1,2]},"department":{"id_list":[1]},"user":{"id_list":["wo1"]},"external_contact":{"id_list":["wm1"]},"chat":{"id_list":["wr1"]},"exclude_mobile":{"mobile_list":["13800000000"]},"exclude_email":{"email_list":["a@example.com"]},"exclude_bank_card":{"bank_card_list":["6222000000000000"]}}}"#,
+        OK,
+    ),
     api("delete_rule", "WeCom doc 99829", r#"{"rule_id":"R1"}"#, OK),
     api(
         "get_hit_msg_list",
         "WeCom doc 99830",
-        r#"{"cursor":"","token":"T","need_detail":1,"limit":200}"#,
+        r#"{"cursor":"","token":"T","need_detail":1,"limit":200,"begin_time":1700000000}"#,
         listings::HIT_RSP,
     ),
     api(
@@ -129,7 +139,7 @@ pub const SDK_APIS: &[SdkApi] = &[
     api(
         "knowledge_base_create",
         "WeCom doc 100030",
-        r#"{"kb_name":"客服知识","doc_list":[{"doc_name":"官网","type":101,"web_url":"https://example.com"}]}"#,
+        r#"{"kb_name":"客服知识","doc_list":[{"doc_name":"官网","type":101,"file_media_id":"MEDIA_ID","web_url":"https://example.com"}]}"#,
         r#"{"errcode":0,"errmsg":"ok","kb_id":"kb1","doc_list":[{"docid":1,"doc_name":"官网"}]}"#,
     ),
     api(
@@ -141,7 +151,7 @@ pub const SDK_APIS: &[SdkApi] = &[
     api(
         "knowledge_base_add_doc",
         "WeCom doc 100030",
-        r#"{"kb_id":"kb1","doc_list":[{"doc_name":"FAQ.pdf","type":2,"file_media_id":"MEDIA_ID"}]}"#,
+        r#"{"kb_id":"kb1","doc_list":[{"doc_name":"FAQ.pdf","type":2,"file_media_id":"MEDIA_ID","web_url":"https://example.com"}]}"#,
         r#"{"errcode":0,"errmsg":"ok","doc_list":[{"docid":2,"doc_name":"FAQ.pdf"}]}"#,
     ),
     api("knowledge_base_remove_doc", "WeCom doc 100030", r#"{"kb_id":"kb1","docid_list":[2]}"#, OK),
@@ -165,7 +175,7 @@ pub const SDK_APIS: &[SdkApi] = &[
         "get_sentiment_result",
         "WeCom doc 99831",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","status":1,"analyze_result_list":[{"errcode":0,"errmsg":"ok","msgid":"M1","sentiment_result":2}]}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"analyze_result_list":[{"errcode":0,"errmsg":"ok","msgid":"M1","sentiment_result":2}]}"#,
     ),
     api("create_summary_task", "WeCom doc 101376", MSG_LIST_REQ, CREATED),
     api(
@@ -184,7 +194,7 @@ pub const SDK_APIS: &[SdkApi] = &[
         "get_customer_tag_result",
         "WeCom doc 101375",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[],"tag_result_list":[{"group_id":"G1","tag_id":"T1"}]}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"tag_result_list":[{"group_id":"G1","tag_id":"T1"}]}"#,
     ),
     api(
         "create_recommend_dialog_task",
@@ -196,62 +206,62 @@ pub const SDK_APIS: &[SdkApi] = &[
         "get_recommend_dialog_result",
         "WeCom doc 101374",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[],"response_data":"REPLY"}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"response_data":"REPLY"}"#,
     ),
     api(
         "create_ww_model_task",
         "WeCom doc 101373",
-        r#"{"ability_id":"ABILITY_ID","kb_id":"kb1","kb_retrieval_words":"退货政策","msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"model_id":"MODEL_ID","need_think_result":false,"var_args":[{"name":"task","value":"数据分析"}]}"#,
+        r#"{"ability_id":"ABILITY_ID","kb_id":"kb1","kb_retrieval_words":"退货政策","tag_group_list":[{"group_id":"G1"}],"msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"model_id":"MODEL_ID","need_think_result":false,"var_args":[{"name":"task","value":"数据分析"}]}"#,
         CREATED,
     ),
     api(
         "get_ww_model_result",
         "WeCom doc 101373",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[],"response_data":"RESULT"}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"response_data":"RESULT"}"#,
     ),
     api(
         "create_model_task",
         "WeCom doc 99835",
-        r#"{"model_id":"MODEL_ID","ability_id":"qa","kb_id":"kb1","msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"escape_type":0}"#,
+        r#"{"model_id":"MODEL_ID","ability_id":"qa","kb_id":"kb1","service_kb_id":"skb1","tag_group_list":[{"group_id":"G1"}],"msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"debug_info":{"chat":"A说:你好","chat_content":"你好","knowledge":"K","tagjson":"{}"},"escape_type":0}"#,
         CREATED,
     ),
     api(
         "get_model_task_result",
         "WeCom doc 99835",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","fail_list":[],"response_errcode":0,"response_data":"{}"}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"response_errcode":0,"response_data":"{}"}"#,
     ),
     api(
         "create_private_task",
         "Java SDK list (alias of create_model_task)",
-        r#"{"model_id":"MODEL_ID","ability_id":"qa","msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}]}"#,
+        r#"{"model_id":"MODEL_ID","ability_id":"qa","kb_id":"kb1","service_kb_id":"skb1","tag_group_list":[{"group_id":"G1"}],"msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"debug_info":{"chat":"A说:你好","chat_content":"你好","knowledge":"K","tagjson":"{}"},"escape_type":0}"#,
         CREATED,
     ),
     api(
         "get_private_task_result",
         "Java SDK list (alias of get_model_task_result)",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","fail_list":[],"response_errcode":0,"response_data":"{}"}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"response_errcode":0,"response_data":"{}"}"#,
     ),
     api(
         "create_program_task",
         "WeCom doc 101381",
-        r#"{"program_id":"PROG_ID","ability_id":"ABILITY_ID","msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"escape_type":0}"#,
+        r#"{"program_id":"PROG_ID","ability_id":"ABILITY_ID","msg_list":[{"msgid":"M1","encrypt_info":{"secret_key":"K1"}}],"debug_info":{"chat":"A说:你好","chat_content":"你好"},"escape_type":0}"#,
         CREATED,
     ),
     api(
         "get_program_task_result",
         "WeCom doc 101381",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","fail_list":[],"response_errcode":0,"response_data":"{}"}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"response_errcode":0,"response_data":"{}"}"#,
     ),
     api("create_spam_task", "WeCom doc 100036", MSG_LIST_REQ, CREATED),
     api(
         "get_spam_result",
         "WeCom doc 100036",
         JOBID_REQ,
-        r#"{"errcode":0,"errmsg":"ok","status":1,"analyze_result_list":[{"errcode":0,"errmsg":"ok","msgid":"M1","spam_result":0}]}"#,
+        r#"{"errcode":0,"errmsg":"ok","status":1,"fail_list":[{"errcode":710601,"errmsg":"x","msgid":"M9"}],"analyze_result_list":[{"errcode":0,"errmsg":"ok","msgid":"M1","spam_result":0}]}"#,
     ),
 ];
 

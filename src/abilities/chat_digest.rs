@@ -47,10 +47,13 @@ impl Validate for Input {
         if self.max_messages.is_some_and(|m| m == 0 || m > MAX_MESSAGES) {
             return Err(super::input::too_large("`max_messages` must be 1 to 10000"));
         }
-        if let Some(list) = &self.msg_list {
-            messages::validate_given("msg_list", list, MAX_MESSAGES)?;
-        }
-        Ok(())
+        messages::check_source(
+            self.chatid.as_deref(),
+            self.participants.as_deref(),
+            self.msg_list.as_deref(),
+            MAX_MESSAGES,
+        )?;
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 
@@ -63,7 +66,8 @@ impl Handler for ChatDigest {
             id: ID.into(),
             description: "Summary, sentiment counts and message ids of one chat over a time range.".into(),
             long_running: true,
-            input_example: json!({"chatid": "wr1", "start_time": 1700000000, "end_time": 1700086400}),
+            input_example: json!({"chatid": "wr1", "participants": ["wo1", "wm1"], "msg_list": [{"msgid": "M1", "secret_key": "K1"}],
+                                   "start_time": 1700000000, "end_time": 1700086400, "max_messages": 5000}),
             output_example: json!({
                 "message_count": 2, "msgids": ["M1", "M2"], "summary": "SUMMARY", "summaries": ["SUMMARY"],
                 "sentiment": {"positive": 1, "negative": 0, "neutral": 1, "failed": 0},
@@ -161,10 +165,10 @@ mod tests {
     fn the_input_needs_exactly_one_source_and_bounded_sizes() {
         let ok: Input = parse(r#"{"chatid":"wr1","start_time":1,"end_time":2}"#, 1 << 20).unwrap();
         assert!(messages::source(ok.chatid, ok.participants, ok.msg_list, 10).is_ok());
-        let both: Input = parse(r#"{"chatid":"wr1","participants":["a","b"]}"#, 1 << 20).unwrap();
-        assert!(messages::source(both.chatid, both.participants, both.msg_list, 10).is_err());
-        let three: Input = parse(r#"{"participants":["a","b","c"]}"#, 1 << 20).unwrap();
-        assert!(messages::source(three.chatid, three.participants, three.msg_list, 10).is_err());
+        // Refused at parse time (so an async call is refused before its job is stored).
+        assert!(parse::<Input>(r#"{"chatid":"wr1","participants":["a","b"]}"#, 1 << 20).is_err());
+        assert!(parse::<Input>(r#"{"participants":["a","b","c"]}"#, 1 << 20).is_err());
+        assert!(parse::<Input>(r#"{"chatid":"wr1","start_time":2,"end_time":1}"#, 1 << 20).is_err());
         assert!(parse::<Input>(r#"{"chatid":"wr1","max_messages":10001}"#, 1 << 20).is_err());
         assert!(parse::<Input>(r#"{"chatid":"wr1","extra":1}"#, 1 << 20).is_err());
     }

@@ -62,7 +62,7 @@ impl Validate for Input {
         if let Some(list) = &self.msg_list {
             messages::validate_given("msg_list", list, MAX_MESSAGES)?;
         }
-        Ok(())
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 
@@ -75,7 +75,8 @@ impl Handler for CustomerProfile {
             id: ID.into(),
             description: "Customer tags matched from one customer's conversations.".into(),
             long_running: true,
-            input_example: json!({"external_userid": "wm1", "tag_group_ids": ["G1", "G2"]}),
+            input_example: json!({"external_userid": "wm1", "tag_group_ids": ["G1"], "model_id": "MODEL_ID", "start_time": 1700000000,
+                                   "end_time": 1700086400, "msg_list": [{"msgid": "M1", "secret_key": "K1"}]}),
             output_example: json!({
                 "external_userid": "wm1", "message_count": 2,
                 "tags": [{"group_id": "G1", "tag_id": "T1", "votes": 1}],

@@ -86,7 +86,17 @@ pub fn reason(e: &serde_json::Error) -> String {
         let name: String = rest.split('`').next()?.chars().take(64).filter(|c| !c.is_control()).collect();
         Some(format!("{prefix}{name}`"))
     };
-    if let Some(r) = keep_name("unknown field `").or_else(|| keep_name("missing field `")) {
+    // An unknown field's name is the caller's text (it could be anything, content included): the
+    // reason names the fields the ability takes instead.
+    if msg.starts_with("unknown field `") {
+        return match msg.rsplit_once("`, expected ") {
+            Some((_, expected)) => {
+                format!("unknown field; expected {}", expected.chars().take(400).collect::<String>())
+            }
+            None => "unknown field; this ability takes no fields".to_owned(),
+        };
+    }
+    if let Some(r) = keep_name("missing field `") {
         return r;
     }
     if let Some(r) = keep_name("duplicate field `") {
@@ -157,12 +167,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_missing_fields_are_named() {
+    fn an_unknown_field_lists_the_known_ones_and_a_missing_field_is_named() {
         let e = parse::<Sample>(r#"{"name":"a","nmae":1}"#, 100).unwrap_err();
         assert_eq!(
             (e.code(), e.to_string().as_str()),
-            (ErrorCode::InvalidInput, "invalid input: unknown field `nmae`")
+            (ErrorCode::InvalidInput, "invalid input: unknown field; expected one of `name`, `limit`, `kind`")
         );
+        let e = parse::<Sample>(r#"{"name":"a","SECRET-CONTENT":1}"#, 100).unwrap_err();
+        assert!(!e.to_string().contains("SECRET"), "the caller's key is not echoed: {e}");
         let e = parse::<Sample>(r#"{"limit":1}"#, 100).unwrap_err();
         assert_eq!(e.to_string(), "invalid input: missing field `name`");
     }
@@ -206,6 +218,7 @@ mod tests {
                 format!(r#"{{"name":"a","limit":{{"{value}":1}}}}"#),
                 format!(r#"["{value}"]"#),
                 format!(r#"{{"name":"{value}"#),
+                format!(r#"{{"name":"a","{value}":1}}"#),
             ] {
                 if let Err(e) = parse::<Sample>(&shape, 1000) {
                     prop_assert!(!e.to_string().contains(&value), "{} leaks in {}", value, e);

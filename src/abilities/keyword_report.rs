@@ -53,7 +53,7 @@ impl Validate for Input {
         if self.max_hits.is_some_and(|m| m == 0 || m > MAX_HITS) {
             return Err(too_large("`max_hits` must be 1 to 50000"));
         }
-        Ok(())
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 
@@ -73,7 +73,7 @@ impl Handler for KeywordReport {
             id: ID.into(),
             description: "Keyword-rule hits over a time range, grouped by rule and chat.".into(),
             long_running: true,
-            input_example: json!({"rule_id": "R1", "start_time": 1700000000, "end_time": 1700086400}),
+            input_example: json!({"rule_id": "R1", "start_time": 1700000000, "end_time": 1700086400, "token": "T", "max_hits": 10000}),
             output_example: json!({
                 "start_time": 1700000000, "end_time": 1700086400, "total_hits": 1,
                 "rules": [{"rule_id": "R1", "name": "refund", "hits": 1,

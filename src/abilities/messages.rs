@@ -239,26 +239,51 @@ pub fn source(
     msg_list: Option<Vec<GivenMsg>>,
     max_given: usize,
 ) -> Result<Source, AppError> {
+    check_source(chatid.as_deref(), participants.as_deref(), msg_list.as_deref(), max_given)?;
     match (chatid, participants, msg_list) {
-        (Some(chatid), None, None) => {
-            validate_id("chatid", &chatid)?;
-            Ok(Source::Listed(Selector::Group(chatid)))
-        }
+        (Some(chatid), None, None) => Ok(Source::Listed(Selector::Group(chatid))),
         (None, Some(p), None) => {
-            let [a, b] = <[String; 2]>::try_from(p)
-                .map_err(|_| AppError::invalid("`participants` must hold exactly two ids"))?;
-            validate_id("participants", &a)?;
-            validate_id("participants", &b)?;
+            let [a, b] = <[String; 2]>::try_from(p).expect("checked: exactly two participants");
+            Ok(Source::Listed(Selector::Single(a, b)))
+        }
+        (None, None, Some(list)) => Ok(Source::Given(list)),
+        _ => unreachable!("checked: exactly one source"),
+    }
+}
+
+/// The checks of [`source`] without taking the fields, for `Validate` (an async call is refused
+/// before its job is stored, not when the job runs).
+pub fn check_source(
+    chatid: Option<&str>,
+    participants: Option<&[String]>,
+    msg_list: Option<&[GivenMsg]>,
+    max_given: usize,
+) -> Result<(), AppError> {
+    match (chatid, participants, msg_list) {
+        (Some(chatid), None, None) => validate_id("chatid", chatid),
+        (None, Some(p), None) => {
+            let [a, b] = p else {
+                return Err(AppError::invalid("`participants` must hold exactly two ids"));
+            };
+            validate_id("participants", a)?;
+            validate_id("participants", b)?;
             if a == b {
                 return Err(AppError::invalid("`participants` must be two different ids"));
             }
-            Ok(Source::Listed(Selector::Single(a, b)))
+            Ok(())
         }
-        (None, None, Some(list)) => {
-            validate_given("msg_list", &list, max_given)?;
-            Ok(Source::Given(list))
-        }
+        (None, None, Some(list)) => validate_given("msg_list", list, max_given),
         _ => Err(AppError::invalid("give exactly one of `chatid`, `participants` and `msg_list`")),
+    }
+}
+
+/// The clock-free part of [`validate_range`], for `Validate`: given times are not negative, and
+/// when both are given, the start is before the end and the span at most 31 days.
+pub fn check_range(start: Option<i64>, end: Option<i64>) -> Result<(), AppError> {
+    match (start, end) {
+        (Some(start), Some(end)) => validate_range(Some(start), Some(end), end, 0).map(|_| ()),
+        (Some(t), None) | (None, Some(t)) if t < 0 => Err(AppError::invalid("`start_time` must be before `end_time`")),
+        _ => Ok(()),
     }
 }
 
@@ -340,6 +365,21 @@ mod tests {
         assert_eq!(validate_range(None, None, 1000, 100).unwrap(), (900, 1000));
         assert!(validate_range(Some(10), Some(10), 0, 0).is_err());
         assert!(validate_range(Some(0), Some(MAX_RANGE_SECS + 1), 0, 0).is_err());
+    }
+
+    #[test]
+    fn the_clock_free_checks_refuse_what_the_run_would_refuse() {
+        let two = ["a".to_owned(), "b".to_owned()];
+        assert!(check_source(Some("wr1"), None, None, 10).is_ok());
+        assert!(check_source(None, Some(&two), None, 10).is_ok());
+        assert!(check_source(Some("wr1"), Some(&two), None, 10).is_err());
+        assert!(check_source(None, Some(&two[..1]), None, 10).is_err());
+        assert!(check_source(Some(&"w".repeat(MAX_ID_BYTES + 1)), None, None, 10).is_err());
+        assert!(check_source(None, None, None, 10).is_err());
+        assert!(check_range(None, None).is_ok() && check_range(Some(1), Some(2)).is_ok());
+        assert!(check_range(Some(2), Some(1)).is_err());
+        assert!(check_range(Some(0), Some(MAX_RANGE_SECS + 1)).is_err());
+        assert!(check_range(Some(-1), None).is_err());
     }
 
     fn cases() -> u32 {

@@ -52,9 +52,9 @@ pub struct AbilityInfo {
     pub description: String,
     /// Whether it may take long enough that callers should use `async_program_task`.
     pub long_running: bool,
-    /// A valid input.
+    /// Every accepted input field with a value of its type: the input protocol to configure.
     pub input_example: Value,
-    /// A successful output (without envelope).
+    /// Every field of a successful output (without envelope).
     pub output_example: Value,
 }
 

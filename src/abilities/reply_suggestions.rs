@@ -50,10 +50,13 @@ impl Validate for Input {
         if self.last_n.is_some_and(|n| n == 0 || n > MODEL_BATCH) {
             return Err(too_large("`last_n` must be 1 to 1000"));
         }
-        if let Some(list) = &self.msg_list {
-            messages::validate_given("msg_list", list, MODEL_BATCH)?;
-        }
-        Ok(())
+        messages::check_source(
+            self.chatid.as_deref(),
+            self.participants.as_deref(),
+            self.msg_list.as_deref(),
+            MODEL_BATCH,
+        )?;
+        messages::check_range(self.start_time, self.end_time)
     }
 }
 
@@ -66,7 +69,8 @@ impl Handler for ReplySuggestions {
             id: ID.into(),
             description: "A reply recommendation for the latest messages of a chat, from a knowledge set.".into(),
             long_running: true,
-            input_example: json!({"kb_id": "kb1", "chatid": "wr1", "last_n": 50}),
+            input_example: json!({"kb_id": "kb1", "chatid": "wr1", "participants": ["wo1", "wm1"], "msg_list": [{"msgid": "M1", "secret_key": "K1"}],
+                                   "start_time": 1700000000, "end_time": 1700086400, "last_n": 50}),
             output_example: json!({
                 "kb_id": "kb1", "suggestion": "REPLY", "message_count": 2, "msgids": ["M1", "M2"],
                 "skipped": [{"msgid": "M3", "errcode": 900203}], "truncated": false,

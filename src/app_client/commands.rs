@@ -1,4 +1,4 @@
-//! `zone-program app …`: each subcommand as one function over [`AppClient`]. Results go to standard
+//! `zone-program app …`: each subcommand as one arm over [`AppClient`]. Results go to standard
 //! output (JSON where the reply is JSON); a non-zero `errcode`, WeCom's or the program's, is shown
 //! with its meaning and makes the command fail.
 
@@ -113,11 +113,11 @@ pub async fn run(args: AppArgs, mut config: Config) -> anyhow::Result<()> {
                 if cb.receive_ids.is_empty() { vec![app.corp_id.clone()] } else { cb.receive_ids.clone() };
             let keys = CallbackKeys::new(cb.token.expose_secret(), cb.encoding_aes_key.expose_secret(), receive_ids)
                 .map_err(|e| anyhow::anyhow!("app.callback keys: {e}"))?;
-            let listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys)
+            let request_data = request_text(&request_data)?;
+            let mut listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys)
                 .await
                 .with_context(|| format!("binding {}", listen.unwrap_or(cb.listen)))?;
             let fetch = fetch.then(|| Fetch { program_id: program.to_owned(), ability_id: ability, request_data });
-            let mut listener = listener;
             print_line(&json!({ "event": "listening", "url": listener.url() }));
             let stop = crate::app::shutdown_signal();
             listen::run(&mut listener, &client, fetch.as_ref(), count, stop, |line| print_line(&line)).await;

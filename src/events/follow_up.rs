@@ -132,7 +132,10 @@ async fn store(
             return Err(Step::Retry);
         }
     }
-    if data.get("has_more") == Some(&json!(1)) && part + 1 < MAX_PARTS {
+    // More pages continue as a next part, unless the listing failed: the next event then picks
+    // up from the stored cursor (an expired token would only fail again).
+    let failed = data.contains_key("follow_up_errcode");
+    if data.get("has_more") == Some(&json!(1)) && !failed && part + 1 < MAX_PARTS {
         progress.next_part = Some(part + 1);
     }
     let notify_id = NotifyId::generate();

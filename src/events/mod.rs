@@ -242,9 +242,14 @@ pub(crate) fn job_payload(raw: &Map<String, Value>, part: u32) -> String {
 }
 
 /// Accepts an event: parses it, records its follow-up job (a redelivery is recognised and not
-/// recorded again) and returns the acknowledgement. A bad event changes nothing.
+/// recorded again) and returns the acknowledgement. A bad event, or one that arrives while the
+/// notify store is full (`StoreFull`), changes nothing.
 pub async fn accept(state: &AppState, callback: &Callback) -> Result<Value, AppError> {
     let event = parse(&callback.data, state.config.abilities.max_input_bytes)?;
+    // A full store is refused now, while WeCom can still deliver the event again later.
+    if !state.store.notify_has_room().await? {
+        return Err(AppError::Code(crate::error::ErrorCode::StoreFull));
+    }
     let job = NewJob {
         kind: JobKind::Event,
         dedupe_key: Some(dedupe_key(&callback.corp_id, &event.raw, 0)),

@@ -365,6 +365,21 @@ mod follow_ups {
     }
 
     #[tokio::test]
+    async fn pages_pulled_before_a_lasting_failure_are_delivered_without_a_further_part() {
+        let sdk = Double::with_items(6);
+        let (_dir, state) = state(sdk.clone(), 2).await;
+        sdk.fail_after("sync_msg", 1, 100);
+        accept(&state, &event_callback(new_message("T"))).await.unwrap();
+        drive(&state).await;
+        let notifies = sdk.calls("spec_notify_app");
+        assert_eq!(notifies.len(), 1, "no continuation part after a failed listing");
+        let data = take(&state, &notifies[0]).await;
+        assert_eq!(data["msg_list"].as_array().unwrap().len(), 2, "the page pulled before the failure");
+        assert_eq!((data["has_more"].clone(), data["follow_up_errcode"].clone()), (json!(1), json!(900_101)));
+        assert_eq!(state.store.cursor(CORP, "sync_msg").await.unwrap().as_deref(), Some("c2"));
+    }
+
+    #[tokio::test]
     async fn consent_and_export_events_carry_their_follow_up_and_scene() {
         let sdk = Double::with_items(0);
         let (_dir, state) = state(sdk.clone(), 5).await;

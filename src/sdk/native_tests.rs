@@ -36,7 +36,11 @@ fn built_shim() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    assert!(std::env::var("ZONE_TEST_REQUIRE_NATIVE").map_or(true, |v| v != "1"), "run native/build.sh");
+    assert!(
+        std::env::var("ZONE_TEST_REQUIRE_NATIVE").map_or(true, |v| v != "1"),
+        "{} is missing: run native/build.sh",
+        path.display()
+    );
     None
 }
 

@@ -133,6 +133,12 @@ impl Store {
         .await
     }
 
+    /// Whether one more entry fits under the caps (the byte cap must have room left).
+    pub async fn notify_has_room(&self) -> Result<bool, StoreError> {
+        let stats = self.notify_stats().await?;
+        Ok(stats.live < self.limits.max_notify_entries && stats.live_bytes < self.limits.max_notify_bytes)
+    }
+
     /// Counts of the notify table.
     pub async fn notify_stats(&self) -> Result<NotifyStats, StoreError> {
         let now = self.clock.now_ms();

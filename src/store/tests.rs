@@ -98,6 +98,7 @@ async fn the_entry_and_byte_caps_refuse_with_full_and_store_nothing() {
         f.store.put_notify(entry(&format!("n{i}"), "x")).await.unwrap();
     }
     let before = f.store.fingerprint().await.unwrap();
+    assert!(!f.store.notify_has_room().await.unwrap());
     assert!(matches!(f.store.put_notify(entry("n9", "x")).await, Err(StoreError::Full)));
     assert_eq!(f.store.fingerprint().await.unwrap(), before);
     // Taking one frees a slot; bytes are capped too.

@@ -89,8 +89,10 @@ impl TestEnv {
         config.keyring.keys =
             vec![KeyringEntry { corp_id: CORP.into(), public_key_ver: 1, private_key_path: key_path }];
         tweak(&mut config);
+        crate::capture::install(&config);
         install_test_key(&config.local_zone.data_dir);
         let zone = LocalZone::bind(&config).await.expect("the local zone starts");
+        crate::capture::register_zone(&zone.shared());
         let zone_addr = zone.local_addr();
         config.sdk.local.zone_url = zone.url();
         crate::backend::apply(&mut config);
@@ -165,7 +167,9 @@ impl TestEnv {
         let body = res.bytes().await.unwrap();
         let opened = self.wecom.open(&headers, &body).expect("the reply verifies and decrypts");
         assert_eq!(opened.receive_id, CORP);
-        serde_json::from_slice(&opened.message).expect("the reply is JSON")
+        let reply = serde_json::from_slice(&opened.message).expect("the reply is JSON");
+        crate::capture::check_reply(&reply);
+        reply
     }
 
     /// Sends a callback straight to the program (bypassing the zone) and returns the opened reply.
@@ -182,7 +186,9 @@ impl TestEnv {
             let q = [("corpid", CORP), ("corpsecret", self.corp_secret.expose_secret())];
             let v: Value = self.http.get(url).query(&q).send().await.unwrap().json().await.unwrap();
             assert_eq!(v["errcode"], 0, "{v}");
-            v["access_token"].as_str().unwrap().to_owned()
+            let token = v["access_token"].as_str().unwrap().to_owned();
+            crate::capture::register([token.clone()]);
+            token
         });
         token.await.clone()
     }
@@ -192,7 +198,9 @@ impl TestEnv {
         let url = format!("{}/cgi-bin/chatdata/{name}", self.zone_url());
         let token = self.access_token().await;
         let res = self.http.post(url).query(&[("access_token", token)]).json(body).send().await.unwrap();
-        res.json().await.unwrap()
+        let reply = res.json().await.unwrap();
+        crate::capture::check_reply(&reply);
+        reply
     }
 
     /// `sync_call_program` for the demo program; returns the whole reply (`response_data` inside).
@@ -276,7 +284,7 @@ where
 }
 
 /// Puts the test key where the zone looks for its demo key, so no RSA key is generated.
-fn install_test_key(dir: &std::path::Path) {
+pub fn install_test_key(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(keys::PRIVATE_KEY_FILE);
     if !path.exists() {
@@ -350,5 +358,42 @@ impl Drop for TestEnv {
         for task in self.tasks.drain(..) {
             task.abort();
         }
+        crate::capture::check_new();
+    }
+}
+
+/// The program's own state: restarts and job settling (abilities, events and jobs tests).
+impl TestEnv {
+    /// Stops the program gracefully (as SIGTERM would) and starts a new one on the same address,
+    /// store and keys, as a redeploy would; `tweak` adjusts the new configuration. The local zone
+    /// and the app receiver keep running.
+    pub async fn restart_program(&mut self, tweak: impl FnOnce(&mut Config)) {
+        // `stops[0]` and `tasks[0]` are the program's (see `spawn_with`).
+        let _ = self.stops.remove(0).send(());
+        tokio::time::timeout(DEADLINE, self.tasks.remove(0)).await.expect("the program stops").unwrap();
+        let mut config = test_config(self._data.path());
+        let key_path = config.local_zone.data_dir.join(keys::PRIVATE_KEY_FILE);
+        config.keyring.keys =
+            vec![KeyringEntry { corp_id: CORP.into(), public_key_ver: 1, private_key_path: key_path }];
+        config.sdk.local.zone_url = self.zone_url();
+        crate::backend::apply(&mut config);
+        config.server.listen = self.addr;
+        tweak(&mut config);
+        let app = App::build(config).await.expect("the program starts again");
+        assert_eq!(app.local_addr(), self.addr, "the same address, so the zone reaches it");
+        self.state = app.state().clone();
+        let (stop, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = app.run_until_stopped(async move { drop(rx.await) }).await;
+        });
+        self.stops.insert(0, stop);
+        self.tasks.insert(0, task);
+    }
+
+    /// Waits until the program has no queued or running job, and asserts that none failed.
+    pub async fn settle_jobs(&self) -> wecom_zone_program::store::JobCounts {
+        let counts = self.state.jobs.wait_idle(DEADLINE).await.unwrap_or_else(|c| panic!("jobs still busy: {c:?}"));
+        assert_eq!(counts.failed, 0, "no job failed: {counts:?}");
+        counts
     }
 }

@@ -48,7 +48,54 @@ fn the_start_script_under_an_empty_environment_refuses_a_broken_config_and_says_
 #[test]
 fn the_start_script_under_an_empty_environment_serves_from_its_own_directory() {
     let home = install("[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/store.sqlite\"\n");
-    let mut child = start_script(home.path()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (preflight, health) = serve_once(home.path());
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(preflight.contains("preflight passed"), "{preflight}");
+    assert!(home.path().join("data").is_dir(), "relative paths resolve in the install directory");
+}
+
+/// The native layout of the image, built as the Dockerfile builds it: the shim compiled by
+/// `native/build.sh --sdk-dir` against a vendor SDK (here the stub SDK's header and library stand in
+/// for it) into `lib/`, the vendor library beside it.
+#[test]
+fn the_start_script_serves_the_native_backend_laid_out_as_in_the_image() {
+    if !crate::backend::native_available() {
+        return;
+    }
+    let vendor = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("native/stub-sdk/cpp_sdk.h"), vendor.path().join("cpp_sdk.h")).unwrap();
+    std::fs::copy(crate::backend::stub_sdk_path(), vendor.path().join("libWeWorkSpecSDK.so")).unwrap();
+    let home = install(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/store.sqlite\"\n\
+         [sdk]\nbackend = \"native\"\n[sdk.native]\nlibrary = \"lib/libzone_shim.so\"\nlog_to_sdk = false\n",
+    );
+    let lib = home.path().join("lib");
+    let built = Command::new(repo().join("native/build.sh"))
+        .arg("--sdk-dir")
+        .arg(vendor.path())
+        .arg("--out")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    std::fs::copy(vendor.path().join("libWeWorkSpecSDK.so"), lib.join("libWeWorkSpecSDK.so")).unwrap();
+    drop(vendor); // from now on the vendor library is found in lib/ only, as in the image
+
+    let (preflight, health) = serve_once(home.path());
+    assert!(preflight.contains("ok    sdk: lib/libzone_shim.so loads"), "{preflight}");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    std::fs::remove_file(lib.join("libWeWorkSpecSDK.so")).unwrap();
+    let out = start_script(home.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  sdk: cannot load the native SDK shim") && stdout.contains("libWeWorkSpecSDK.so"));
+}
+
+/// Runs the start script under an empty environment until the program listens; returns the
+/// preflight's output and the answer to `GET /healthz`, then stops the program.
+fn serve_once(home: &Path) -> (String, String) {
+    let mut child = start_script(home).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -61,7 +108,13 @@ fn the_start_script_under_an_empty_environment_serves_from_its_own_directory() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = strip_ansi(&rx.recv_timeout(left).expect("the program logs where it listens"));
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let mut out = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out);
+            panic!("the program did not log where it listens; preflight: {out}");
+        };
+        let line = strip_ansi(&line);
         if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
             break rest.split_whitespace().next().unwrap().trim_matches('"').to_owned();
         }
@@ -71,9 +124,7 @@ fn the_start_script_under_an_empty_environment_serves_from_its_own_directory() {
     let _ = child.wait();
     let mut preflight = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut preflight).unwrap();
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(preflight.contains("preflight passed"), "{preflight}");
-    assert!(home.path().join("data").is_dir(), "relative paths resolve in the install directory");
+    (preflight, health)
 }
 
 /// A plain HTTP/1.1 GET; the whole response as text.

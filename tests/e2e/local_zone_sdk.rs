@@ -132,7 +132,7 @@ async fn each_message_key_unwraps_with_the_current_public_key_version() {
 #[tokio::test]
 async fn faults_reach_the_program_as_the_vendor_sdk_reports_them() {
     let env = TestEnv::spawn_with(|c| {
-        c.sdk.invoke_timeout_ms = 300;
+        c.sdk.invoke_timeout_ms = 1500; // generous: only the slow fault may reach it, even on a loaded machine
         c.sdk.max_response_bytes = 64 * 1024;
     })
     .await;
@@ -153,7 +153,7 @@ async fn faults_reach_the_program_as_the_vendor_sdk_reports_them() {
     assert!(matches!(call().await, Err(SdkError::Invoke { ret: -10006, .. })));
     arm(json!({"oversized_bytes": 100_000})).await;
     assert_eq!(call().await, Err(SdkError::BadResponse));
-    arm(json!({"delay_ms": 1000})).await;
+    arm(json!({"delay_ms": 4000})).await;
     assert_eq!(call().await, Err(SdkError::Timeout));
     assert_eq!(call().await.unwrap()["errcode"], 0, "faults apply to the next N calls only");
     assert_eq!(env.control("faults", json!({"api": "sync_msg", "invoke_ret": -5})).await["errcode"], 40058);

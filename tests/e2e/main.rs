@@ -15,3 +15,16 @@ mod local_zone_data;
 mod local_zone_loop;
 mod local_zone_models;
 mod local_zone_sdk;
+
+mod abilities;
+mod events;
+mod jobs;
+mod workflows;
+// Reliability and security (README "Reliability and security").
+mod bad_input;
+mod capture;
+mod child;
+mod crash;
+mod faults;
+mod forgery;
+mod secrets;
