@@ -502,7 +502,10 @@ impl Config {
         let de = toml::Deserializer::parse(&text).map_err(|e| ConfigError::new("config", e.message().to_owned()))?;
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::new(if key == "." { "config".to_owned() } else { key }, e.into_inner().message().to_owned())
+            ConfigError::new(
+                if key == "." { "config".to_owned() } else { key },
+                without_value(e.into_inner().message()),
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -633,6 +636,17 @@ impl Config {
     }
 }
 
+/// A deserialisation message without the value it quotes: serde's `invalid type: string "…",
+/// expected …` would print a mistyped secret (a token given where a list is expected) at start.
+fn without_value(message: &str) -> String {
+    let kinds = ["invalid type", "invalid value", "unknown variant", "invalid length"];
+    match (kinds.iter().find(|k| message.starts_with(*k)), message.rsplit_once(", expected ")) {
+        (Some(kind), Some((_, expected))) => format!("{kind}, expected {expected}"),
+        (Some(kind), None) => (*kind).to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
 /// Sets `ZONE_PROGRAM_A__B__C=value` at `a.b.c`. The value is read as a TOML value when it parses as
 /// one (numbers, booleans, arrays, inline tables, quoted strings), else taken as a plain string.
 fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), ConfigError> {
@@ -704,6 +718,17 @@ mod tests {
             Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__KEYS", "[{ver = 1, encoding_aes_key = \"short\"}]")]))
                 .unwrap_err();
         assert_eq!(err.key, "sdk.local.keys[0].encoding_aes_key");
+    }
+
+    #[test]
+    fn a_mistyped_secret_is_not_quoted_in_the_error() {
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__KEYS", "TopSecretKeyMaterial")])).unwrap_err();
+        assert_eq!(err.key, "sdk.local.keys");
+        assert_eq!(err.reason, "invalid type, expected a sequence");
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__TOKEN", "123456")])).unwrap_err();
+        assert!(!err.to_string().contains("123456"), "{err}");
+        let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__BACKEND", "plaintext")])).unwrap_err();
+        assert!(err.reason.contains("expected") && !err.reason.contains("plaintext"), "{err}");
     }
 
     #[test]

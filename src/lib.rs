@@ -23,6 +23,9 @@ pub mod dispatch;
 pub mod error;
 /// The call_type 2 event handlers: store, follow up, notify the app.
 pub mod events;
+/// Fuzz runs of every decoder of untrusted input (tests only; `ZONE_FUZZ_CASES`).
+#[cfg(test)]
+mod fuzz;
 /// The HTTP server facing the WeCom backend.
 pub mod http;
 /// Durable async jobs on bounded workers, result reports, model-task polling.

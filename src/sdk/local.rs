@@ -118,7 +118,7 @@ impl LocalSdk {
     }
 
     async fn post(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {
-        let message = InvokeMessage {
+        let mut message = InvokeMessage {
             corp_id: ctx.corp_id.clone(),
             agent_id: ctx.agent_id,
             ability_id: ctx.ability_id.clone(),
@@ -126,7 +126,9 @@ impl LocalSdk {
             api: api.to_owned(),
             request: request_json.to_owned(),
         };
-        let plain = serde_json::to_vec(&message).expect("strings serialise");
+        // The request may carry message secret keys (model APIs): wiped once sealed.
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&message).expect("strings serialise"));
+        zeroize::Zeroize::zeroize(&mut message.request);
         let sealed = self.codec.seal(&plain, &ctx.corp_id);
         let mut req = self.http.post(&self.invoke_url).header("content-type", "application/json");
         for (k, v) in &sealed.headers {

@@ -21,6 +21,16 @@ use wecom_zone_program::local_zone::{LocalZone, Shared, keys};
 
 use crate::helpers::{CORP, DEADLINE, PROGRAM, install_test_key, poll, test_config};
 
+/// True on the suite's native-backend pass: the child-process tests configure their program
+/// themselves (local backend) and ran on the first pass, so they skip the second.
+pub fn skip_on_native_pass() -> bool {
+    let skip = crate::backend::native_selected();
+    if skip {
+        eprintln!("skipped: the child-process tests run on the local-backend pass");
+    }
+    skip
+}
+
 /// How long a child gets to start listening or to exit.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 

@@ -58,6 +58,9 @@ async fn start_jobs_in_flight(zone: &Zone, program: &Program) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkill_and_restart_notify_data_is_readable_once_and_every_job_is_reported() {
+    if crate::child::skip_on_native_pass() {
+        return;
+    }
     let zone = Zone::start().await;
     let config = write_config(&zone, "crash", "[jobs]\nworkers = 2\nreport_backoff_ms = 100\n");
     let mut program = Program::start(&config).await;
@@ -97,6 +100,9 @@ async fn after_sigkill_and_restart_notify_data_is_readable_once_and_every_job_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_request_in_flight_and_takes_no_new_one() {
+    if crate::child::skip_on_native_pass() {
+        return;
+    }
     let zone = Arc::new(Zone::start().await);
     let mut program = Program::start(&write_config(&zone, "term", "")).await;
     zone.point_at(&program);
@@ -129,6 +135,9 @@ async fn sigterm_finishes_the_request_in_flight_and_takes_no_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_sdk_backend_that_cannot_load_stops_the_start_with_no_fallback() {
+    if crate::child::skip_on_native_pass() {
+        return;
+    }
     let zone = Zone::start().await;
     let not_a_library = zone.dir.path().join("not-a-library.so");
     std::fs::write(&not_a_library, "plain text").unwrap();
@@ -147,6 +156,9 @@ async fn a_native_sdk_backend_that_cannot_load_stops_the_start_with_no_fallback(
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_key_file_others_may_read_stops_the_start() {
+    if crate::child::skip_on_native_pass() {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt as _;
     let zone = Zone::start().await;
     for mode in [0o644, 0o640, 0o604] {

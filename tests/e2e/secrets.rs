@@ -76,9 +76,7 @@ async fn no_secret_or_message_content_reaches_a_log_line_or_an_error_reply() {
     let mut forged = env.seal_callback(1, "chat_digest", &json!({"chatid": content}).to_string());
     forged.headers.iter_mut().find(|(k, _)| k == "ww-signature").unwrap().1 = "0".repeat(40);
     let before = effects(&env).await;
-    let res = env.post(&forged).await;
-    assert_eq!(res.status(), 403);
-    capture::check_text("the refusal", &res.text().await.unwrap());
+    crate::backend::assert_refused(&env, env.post(&forged).await).await;
     assert_eq!(effects(&env).await, before);
     let job = env
         .app_async("chat_digest", &json!({"msg_list": [{"msgid": msgid, "secret_key": secret_key}]}).to_string())
