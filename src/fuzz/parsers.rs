@@ -17,7 +17,8 @@ use crate::crypto::{self, CallbackCipher, EncodingAesKey, xml};
 use crate::error::ErrorCode;
 use crate::events::{self, EventType, FollowUp};
 
-/// The registry, its ids, every field name of its input examples, and the examples.
+/// The registry, its ids, every field name of its input protocols, and the protocols (examples with
+/// every key, not necessarily a valid input: e.g. all three of a workflow's sources).
 struct Abilities {
     registry: Registry,
     ids: Vec<String>,
@@ -208,7 +209,6 @@ proptest! {
         match a.registry.check(&id, &data) {
             Ok(()) => {}
             Err(e) => {
-                prop_assert!(example.as_deref() != Some(data.as_str()), "{}'s own example is refused: {}", id, e);
                 let code = e.code();
                 prop_assert!(
                     matches!(code, ErrorCode::InvalidInput | ErrorCode::InputTooLarge | ErrorCode::UnknownAbility),
@@ -303,8 +303,10 @@ proptest! {
             Ok(c) => {
                 prop_assert!(c.sdk.pool_size > 0 && (1..=600).contains(&c.store.notify_ttl_secs));
                 prop_assert!(c.abilities.max_input_bytes <= c.server.body_limit_bytes);
-                prop_assert!(crypto::parse_token(c.sdk.local.token.expose_secret()).is_ok());
-                prop_assert!(!c.sdk.local.keys.is_empty());
+                if c.sdk.backend == crate::config::SdkBackend::Local {
+                    prop_assert!(crypto::parse_token(c.sdk.local.token.expose_secret()).is_ok());
+                    prop_assert!(!c.sdk.local.keys.is_empty());
+                }
                 if seed % 16 == 0 {
                     prop_assert!(!format!("{c:?}").contains(SECRET), "Debug shows a secret");
                 }
