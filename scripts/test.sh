@@ -9,6 +9,7 @@
 # (ZONE_TEST_BACKEND=native, the shim over the stub SDK).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/native-deps.sh
 native/build.sh
 export ZONE_TEST_REQUIRE_NATIVE=1
 cargo test --all-targets "$@"

@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::abilities::{AbilityCx, Output};
 use crate::app::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::jobs::{JobRunner, Step};
 use crate::sdk::{CallContext, CallType, Callback};
 use crate::store::{JobKind, JobRow, NewJob};
@@ -33,7 +33,9 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
     match &outcome {
         // The detail of an internal failure is logged here, never replied; it carries no content.
         Err(AppError::Internal(detail)) => tracing::error!(detail = %format!("{detail:#}"), "request failed"),
-        Err(e) => tracing::info!(errcode = e.code().code(), error = %e, "request failed"),
+        // A caller's mistake is the caller's to see in the reply; the program's own trouble is logged.
+        Err(e) if is_callers(e.code()) => tracing::debug!(errcode = e.code().code(), error = %e, "request refused"),
+        Err(e) => tracing::warn!(errcode = e.code().code(), error = %e, "request failed"),
         Ok(_) => {}
     }
     let (errcode, text) = state.abilities.reply(outcome);
@@ -41,6 +43,20 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         Metrics::inc(&state.metrics.error_replies);
     }
     text
+}
+
+/// Codes that describe the caller's request rather than the program's state.
+fn is_callers(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::InvalidInput
+            | ErrorCode::InputTooLarge
+            | ErrorCode::UnknownAbility
+            | ErrorCode::NotifyDataNotFound
+            | ErrorCode::NotifyDataExpired
+            | ErrorCode::NotifyDataTaken
+            | ErrorCode::MissingNotifyId
+    )
 }
 
 /// The context an ability runs in.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AbilityCx, AbilityInfo, Handler, Output, Validate};
+use super::{AbilityCx, AbilityInfo, Handler, Output, RawJson, Validate};
 use crate::error::{AppError, ErrorCode};
 use crate::store::{NotifyId, TakeError};
 
@@ -53,7 +53,7 @@ impl Handler for GetCallbackData {
         let id = NotifyId::parse(&cx.notify_id)
             .map_err(|e| AppError::Input { code: ErrorCode::MissingNotifyId, reason: e.to_string() })?;
         match cx.store.take_notify(&cx.ctx.corp_id, &id).await? {
-            Ok(data) => Ok(Output::Raw(data)),
+            Ok(data) => RawJson::parse(data).map(Output::Raw).ok_or(AppError::Code(ErrorCode::Internal)),
             Err(TakeError::NotFound) => Err(ErrorCode::NotifyDataNotFound.into()),
             Err(TakeError::Expired) => Err(ErrorCode::NotifyDataExpired.into()),
             Err(TakeError::Taken) => Err(ErrorCode::NotifyDataTaken.into()),

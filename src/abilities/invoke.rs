@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::catalog::SdkApi;
-use super::{Ability, AbilityCx, AbilityInfo, Output, input};
+use super::{Ability, AbilityCx, AbilityInfo, Output, RawJson, input};
 use crate::error::AppError;
 use crate::sdk::SdkError;
 
@@ -53,9 +53,6 @@ impl Ability for Invoke {
             data.to_owned()
         };
         let response = cx.sdk.invoke(&cx.ctx, self.api.name, &request).await?;
-        match serde_json::from_str::<Value>(&response) {
-            Ok(Value::Object(_)) => Ok(Output::Raw(response)),
-            _ => Err(SdkError::BadResponse.into()),
-        }
+        RawJson::parse(response).map(Output::Raw).ok_or_else(|| SdkError::BadResponse.into())
     }
 }

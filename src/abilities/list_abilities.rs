@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AbilityCx, AbilityInfo, Handler, Output, Validate, ok_with};
+use super::{AbilityCx, AbilityInfo, Handler, Output, RawJson, Validate, ok_with};
 use crate::config::OutputEnvelope;
 use crate::error::AppError;
 
@@ -16,8 +16,8 @@ pub const ID: &str = "list_abilities";
 
 /// The ability, holding the description of every ability.
 pub struct ListAbilities {
-    abilities: Vec<Value>,
-    envelope: &'static str,
+    /// The whole output, serialised once.
+    output: RawJson,
 }
 
 /// Its input: an empty object.
@@ -34,7 +34,7 @@ impl Validate for Input {
 impl ListAbilities {
     /// Describes `infos` for a deployment with `envelope`.
     pub fn new(infos: Vec<AbilityInfo>, envelope: OutputEnvelope) -> Self {
-        let abilities = infos
+        let abilities: Vec<Value> = infos
             .into_iter()
             .map(|info| {
                 let output = with_error_fields(info.output_example);
@@ -55,7 +55,8 @@ impl ListAbilities {
             OutputEnvelope::Bare => "bare",
             OutputEnvelope::Output => "output",
         };
-        Self { abilities, envelope }
+        let output = ok_with(json!({ "output_envelope": envelope, "abilities": abilities })).to_string();
+        Self { output: RawJson::parse(output).expect("an object") }
     }
 
     /// The description of `list_abilities` itself.
@@ -92,6 +93,6 @@ impl Handler for ListAbilities {
     }
 
     async fn run(&self, _cx: &AbilityCx, _input: Input) -> Result<Output, AppError> {
-        Ok(Output::Json(ok_with(json!({ "output_envelope": self.envelope, "abilities": self.abilities }))))
+        Ok(Output::Raw(self.output.clone()))
     }
 }

@@ -40,7 +40,43 @@ pub enum Output {
     /// A JSON object built by the ability.
     Json(Value),
     /// JSON object text passed through unchanged (an SDK response, stored notify data).
-    Raw(String),
+    Raw(RawJson),
+}
+
+/// The text of a JSON object, kept byte for byte, with its `errcode` read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawJson {
+    text: String,
+    errcode: i64,
+}
+
+impl RawJson {
+    /// `text` if it is a JSON object; its `errcode` (0 when absent or not an integer) is read in
+    /// the same pass, without building a tree.
+    pub fn parse(text: String) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            errcode: Option<Value>,
+        }
+        // A struct also deserialises from a JSON array: only an object will do.
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        let probe: Probe = serde_json::from_str(&text).ok()?;
+        let errcode = probe.errcode.as_ref().and_then(Value::as_i64).unwrap_or(0);
+        Some(Self { text, errcode })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Its `errcode`.
+    pub fn errcode(&self) -> i64 {
+        self.errcode
+    }
 }
 
 /// How an ability presents itself in `list_abilities`.
@@ -180,13 +216,11 @@ impl Registry {
     }
 }
 
-/// The `errcode` an output carries (0 when absent or unreadable).
+/// The `errcode` an output carries (0 when absent).
 fn output_errcode(output: &Output) -> i64 {
     match output {
         Output::Json(v) => v.get("errcode").and_then(Value::as_i64).unwrap_or(0),
-        Output::Raw(text) => {
-            serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("errcode").and_then(Value::as_i64)).unwrap_or(0)
-        }
+        Output::Raw(raw) => raw.errcode,
     }
 }
 
@@ -194,9 +228,9 @@ fn output_errcode(output: &Output) -> i64 {
 pub fn wrap(envelope: OutputEnvelope, output: Output) -> String {
     match (envelope, output) {
         (OutputEnvelope::Bare, Output::Json(v)) => v.to_string(),
-        (OutputEnvelope::Bare, Output::Raw(text)) => text,
+        (OutputEnvelope::Bare, Output::Raw(raw)) => raw.text,
         (OutputEnvelope::Output, Output::Json(v)) => json!({ "output": v }).to_string(),
-        (OutputEnvelope::Output, Output::Raw(text)) => format!("{{\"output\":{text}}}"),
+        (OutputEnvelope::Output, Output::Raw(raw)) => format!("{{\"output\":{}}}", raw.text),
     }
 }
 
@@ -216,10 +250,42 @@ mod tests {
     #[test]
     fn raw_output_is_embedded_unchanged_in_both_envelopes() {
         let raw = r#"{"z":1,"errcode":0,"a":1.50}"#;
-        assert_eq!(wrap(OutputEnvelope::Bare, Output::Raw(raw.into())), raw);
-        assert_eq!(wrap(OutputEnvelope::Output, Output::Raw(raw.into())), format!(r#"{{"output":{raw}}}"#));
+        let parsed = || Output::Raw(RawJson::parse(raw.into()).unwrap());
+        assert_eq!(wrap(OutputEnvelope::Bare, parsed()), raw);
+        assert_eq!(wrap(OutputEnvelope::Output, parsed()), format!(r#"{{"output":{raw}}}"#));
         let v: Value = serde_json::from_str(&wrap(OutputEnvelope::Output, Output::Json(json!({"a":1})))).unwrap();
         assert_eq!(v, json!({"output":{"a":1}}));
+    }
+
+    #[test]
+    fn raw_json_reads_the_errcode_of_an_object_and_refuses_anything_else() {
+        assert_eq!(RawJson::parse(r#"{"a":[1,{"errcode":5}],"errcode":40058}"#.into()).unwrap().errcode(), 40058);
+        assert_eq!(RawJson::parse(r#"{"errcode":"x"}"#.into()).unwrap().errcode(), 0);
+        assert_eq!(RawJson::parse("{}".into()).unwrap().errcode(), 0);
+        for bad in ["[]", "1", "\"s\"", "{", "{} x"] {
+            assert!(RawJson::parse(bad.into()).is_none(), "{bad}");
+        }
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn raw_json_agrees_with_a_full_parse(text in "\\PC{0,200}", code in proptest::prelude::any::<i64>()) {
+            for candidate in [text.clone(), format!(r#"{{"errcode":{code},"x":{}}}"#, serde_json::json!(text))] {
+                let full = serde_json::from_str::<Value>(&candidate).ok().filter(Value::is_object);
+                let raw = RawJson::parse(candidate.clone());
+                proptest::prop_assert_eq!(raw.is_some(), full.is_some());
+                if let (Some(raw), Some(full)) = (raw, full) {
+                    proptest::prop_assert_eq!(raw.errcode(), full["errcode"].as_i64().unwrap_or(0));
+                    proptest::prop_assert_eq!(raw.as_str(), candidate.as_str());
+                }
+            }
+        }
     }
 
     #[test]

@@ -237,7 +237,9 @@ proptest! {
                     FollowUp::None => true,
                 };
                 prop_assert!(bounded, "{:?}", ev.follow_up);
-                let again = events::parse(&Value::Object(ev.raw.clone()).to_string(), usize::MAX).unwrap();
+                // A redelivery is the same text; re-serialising `raw` instead would change floats
+                // (serde_json's float parsing is not round-trip exact), which WeCom never does.
+                let again = events::parse(&data, usize::MAX).unwrap();
                 prop_assert_eq!(events::dedupe_key("c", &ev.raw, 0), events::dedupe_key("c", &again.raw, 0));
             }
             Err(e) => {

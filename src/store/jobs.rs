@@ -2,6 +2,8 @@
 //! worker at a time, moves `run → report → done | failed`, and keeps its dedupe key for a day after
 //! it finished so a redelivered request or event is recognised.
 
+use std::sync::atomic::Ordering;
+
 use rusqlite::{OptionalExtension as _, Row, params};
 
 use super::{Store, StoreError, set_cursor};
@@ -174,6 +176,7 @@ impl Store {
     /// [`StoreError::QueueFull`] when `max_pending` jobs are unfinished.
     pub async fn enqueue_job(&self, job: NewJob, max_pending: i64) -> Result<Enqueued, StoreError> {
         let now = self.clock.now_ms();
+        let unfinished = self.unfinished.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             if let Some(key) = &job.dedupe_key {
@@ -183,9 +186,7 @@ impl Store {
                     return Ok(Enqueued::Duplicate(id));
                 }
             }
-            let unfinished: i64 =
-                tx.query_row("SELECT COUNT(*) FROM jobs WHERE phase IN ('run', 'report')", [], |r| r.get(0))?;
-            if unfinished >= max_pending {
+            if unfinished.load(Ordering::SeqCst) >= max_pending {
                 return Err(StoreError::QueueFull);
             }
             let ctx = serde_json::to_string(&job.ctx).expect("a context serialises");
@@ -196,6 +197,7 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
+            unfinished.fetch_add(1, Ordering::SeqCst);
             Ok(Enqueued::New(id))
         })
         .await
@@ -280,12 +282,16 @@ impl Store {
     pub async fn finish_job(&self, id: i64, phase: Phase) -> Result<(), StoreError> {
         debug_assert!(matches!(phase, Phase::Done | Phase::Failed));
         let now = self.clock.now_ms();
+        let unfinished = self.unfinished.clone();
         self.call(move |conn| {
-            conn.execute(
+            let changed = conn.execute(
                 "UPDATE jobs SET phase = ?2, claimed = 0, payload = '', progress = NULL, report_result = NULL,
-                 finished_ms = ?3 WHERE id = ?1",
+                 finished_ms = ?3 WHERE id = ?1 AND phase IN ('run', 'report')",
                 params![id, phase.as_str(), now],
             )?;
+            if changed == 1 {
+                unfinished.fetch_sub(1, Ordering::SeqCst);
+            }
             Ok(())
         })
         .await

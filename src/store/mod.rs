@@ -13,6 +13,7 @@ mod tests;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
@@ -85,6 +86,9 @@ pub struct Store {
     tx: mpsc::Sender<Task>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    /// Unfinished job rows, counted at open and kept by the store thread (so the `max_pending`
+    /// check of every enqueue is not a scan).
+    unfinished: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,6 +125,8 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         // Whatever a previous process held is free again: interrupted jobs resume.
         conn.execute("UPDATE jobs SET claimed = 0 WHERE claimed = 1", [])?;
+        let unfinished: i64 =
+            conn.query_row("SELECT COUNT(*) FROM jobs WHERE phase IN ('run', 'report')", [], |r| r.get(0))?;
         let (tx, mut rx) = mpsc::channel::<Task>(QUEUE);
         std::thread::Builder::new()
             .name("store".into())
@@ -131,7 +137,7 @@ impl Store {
                 }
             })
             .map_err(|_| StoreError::Closed)?;
-        Ok(Self { tx, clock, limits })
+        Ok(Self { tx, clock, limits, unfinished: Arc::new(AtomicI64::new(unfinished)) })
     }
 
     /// The clock the store stamps rows with.

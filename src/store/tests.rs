@@ -150,12 +150,22 @@ async fn a_second_enqueue_with_the_same_key_is_a_duplicate() {
 }
 
 #[tokio::test]
-async fn enqueue_refuses_when_max_pending_jobs_are_unfinished() {
+async fn enqueue_refuses_when_max_pending_jobs_are_unfinished_and_counts_them_across_a_reopen() {
     let f = fixture();
-    f.store.enqueue_job(new_job(None), 1).await.unwrap();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 1).await.unwrap() else { panic!() };
     let before = f.store.fingerprint().await.unwrap();
     assert!(matches!(f.store.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
     assert_eq!(f.store.fingerprint().await.unwrap(), before);
+    // A job that moves to report is still unfinished; a reopened store counts it too.
+    f.store.job_to_report(id, 0, "r".into()).await.unwrap();
+    let reopened = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
+    assert!(matches!(reopened.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
+    // Finishing frees the slot, once: finishing again does not count twice.
+    reopened.finish_job(id, Phase::Done).await.unwrap();
+    reopened.finish_job(id, Phase::Failed).await.unwrap();
+    assert!(matches!(reopened.enqueue_job(new_job(None), 1).await.unwrap(), Enqueued::New(_)));
+    assert!(matches!(reopened.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
+    assert_eq!(reopened.job(id).await.unwrap().unwrap().phase, Phase::Done, "a finished job stays as it ended");
 }
 
 #[tokio::test]
