@@ -2,7 +2,8 @@
 //! - call_type 1, sync: run the ability now; its output (or error) is the reply;
 //! - call_type 1, `is_async` (async_program_task, or an own-model/own-program task that must be
 //!   answered within 5 s): check the input, record a durable job, acknowledge at once; a worker
-//!   runs it and reports `{errcode, result}` with `program_async_job_call_back`;
+//!   runs it and reports `{errcode, result}` with `program_async_job_call_back`. Bad input is
+//!   refused in the acknowledgement; a full job queue is refused there and reported as well;
 //! - call_type 2: record the event's follow-up job and acknowledge ([`crate::events`]).
 //!
 //! Failures become `{errcode, errmsg}` here, wrapped in the configured output envelope.
@@ -18,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::abilities::{AbilityCx, Output};
 use crate::app::AppState;
 use crate::error::{AppError, ErrorCode};
-use crate::jobs::{JobRunner, Step};
+use crate::jobs::{JobRunner, REPORT_API, Step};
 use crate::sdk::{CallContext, CallType, Callback};
 use crate::store::{JobKind, JobRow, NewJob};
 use crate::telemetry::Metrics;
@@ -104,9 +105,32 @@ async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, A
         ctx: callback.context(),
         payload: serde_json::to_string(&payload).expect("strings serialise"),
     };
-    let outcome = state.jobs.enqueue(job).await?;
+    let outcome = match state.jobs.enqueue(job).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if e.code() == ErrorCode::JobQueueFull {
+                report_refusal(state, callback, &e);
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(?outcome, "async call accepted");
     Ok(Output::Json(json!({ "errcode": 0, "errmsg": "ok" })))
+}
+
+/// A valid async call refused for want of room is also reported (once, in the background, bounded
+/// by the SDK pool), so the caller's `async_program_result` ends instead of waiting for a job that
+/// will never run.
+fn report_refusal(state: &AppState, callback: &Callback, e: &AppError) {
+    let (errcode, result) = state.abilities.reply(Err(AppError::Code(e.code())));
+    let request = json!({ "errcode": errcode, "result": result }).to_string();
+    let (sdk, ctx) = (state.sdk.clone(), callback.context());
+    tokio::spawn(async move {
+        let sent = sdk.invoke(&ctx, REPORT_API, &request).await.and_then(|r| crate::sdk::require_ok(REPORT_API, &r));
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "reporting a refused async call failed");
+        }
+    });
 }
 
 /// Runs jobs for the workers: abilities through the registry, events through their handlers.

@@ -111,3 +111,19 @@ async fn an_async_job_cut_off_by_a_restart_resumes_and_reports() {
     let counts = env.settle_jobs().await;
     assert_eq!(counts.done, 1);
 }
+
+#[tokio::test]
+async fn a_call_refused_for_a_full_job_queue_is_reported_so_its_result_ends() {
+    let env = TestEnv::spawn_with(|c| c.jobs.max_pending = 1).await;
+    env.control("faults", json!({"api": "search_chat", "count": 1, "delay_ms": 3000})).await;
+    let busy =
+        env.app_async("invoke_search_chat", r#"{"query_word":"VIP"}"#).await["jobid"].as_str().unwrap().to_owned();
+    crate::helpers::poll(|| async { json!(env.state.jobs.counts().await.unwrap().unfinished()) }, |v| v == 1).await;
+    let refused = env.app_async("list_abilities", "{}").await["jobid"].as_str().unwrap().to_owned();
+    let done = env.await_async_result(&refused).await;
+    assert_eq!(done["response_errcode"], 900_301, "{done}");
+    assert_eq!(done_data(&done)["errcode"], 900_301);
+    let first = env.await_async_result(&busy).await;
+    assert_eq!(done_data(&first)["chat_list"].as_array().unwrap().len(), 1);
+    assert_eq!(env.settle_jobs().await.done, 1, "only the accepted job was recorded");
+}
