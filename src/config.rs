@@ -163,7 +163,10 @@ pub struct LocalSdkConfig {
     pub keys: Vec<LocalKey>,
     /// Accepted clock skew in seconds (±). Default 300.
     pub replay_window_secs: i64,
-    /// Most nonces remembered; when full of live ones, requests are refused. Default 100000.
+    /// Most nonces remembered; when full of live ones, requests are refused. A nonce is kept until
+    /// its timestamp + the window (≤ 2 × window + 1 s), ~18 bytes each. Default 1250000: 2 000
+    /// requests/s sustained even from a peer a whole window ahead (~4 000/s with agreeing clocks),
+    /// under 40 MiB when full, nothing when idle.
     pub nonce_cache_capacity: usize,
 }
 
@@ -179,7 +182,7 @@ impl Default for LocalSdkConfig {
             token: SecretString::from(DEMO_LOCAL_TOKEN),
             keys: vec![LocalKey { ver: 1, encoding_aes_key: SecretString::from(DEMO_LOCAL_KEY) }],
             replay_window_secs: 300,
-            nonce_cache_capacity: 100_000,
+            nonce_cache_capacity: 1_250_000,
         }
     }
 }
