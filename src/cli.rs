@@ -228,21 +228,21 @@ pub fn run() -> anyhow::Result<()> {
                 config.sdk.native.access_token = Some(access);
             }
             config.validate()?;
-            crate::telemetry::init(&config.log);
+            let _log = crate::telemetry::init(&config.log);
             runtime()?.block_on(serve(config, args.local))
         }
         Command::Preflight => preflight(cli.config.as_deref()),
         Command::Keygen(args) => crate::keygen::run_cli(&args, &config),
         Command::App(args) => {
-            crate::telemetry::init(&config.log);
+            let _log = crate::telemetry::init(&config.log);
             runtime()?.block_on(crate::app_client::commands::run(args, config))
         }
         Command::Bench(args) => {
-            crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+            let _log = crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
             crate::bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(BenchZone)))
         }
         Command::LocalZone => {
-            crate::telemetry::init(&config.log);
+            let _log = crate::telemetry::init(&config.log);
             runtime()?.block_on(local_zone_only(config))
         }
     }
