@@ -217,6 +217,13 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(mut args) => {
+            if args.local && args.sdk == Some(SdkBackend::Native) {
+                anyhow::bail!(
+                    "--local talks to the in-process local zone through the local backend; it cannot be combined \
+                     with --sdk native (to run the native backend against a local zone, start `zone-program \
+                     local-zone` and see README \"Building against the real SDK\")"
+                );
+            }
             if let Some(listen) = args.listen {
                 config.server.listen = listen;
             }
@@ -256,6 +263,9 @@ async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
     }
     // The zone binds first so the program can be pointed at it, then learns the program's URL.
     let zone = LocalZone::bind(&config).await?;
+    if config.sdk.backend != SdkBackend::Local {
+        tracing::warn!(configured = ?config.sdk.backend, "--local: the local backend replaces the configured one");
+    }
     config.sdk.backend = SdkBackend::Local;
     config.sdk.local.zone_url = zone.url();
     if config.keyring.keys.is_empty() {
