@@ -119,6 +119,13 @@ pub struct Callback {
     pub data: String,
 }
 
+/// `data` may carry `secret_key`s and chat text (`msg_list`): it is wiped when the callback is dropped.
+impl Drop for Callback {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.data);
+    }
+}
+
 impl std::fmt::Debug for Callback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Callback")
