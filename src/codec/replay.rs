@@ -49,13 +49,17 @@ impl ReplayCache {
 
     fn insert_fingerprint(&mut self, fingerprint: u64, now: i64, keep_until: i64) -> Result<(), CodecError> {
         self.forget_before(now);
-        if self.live.contains(&fingerprint) {
+        if self.live.len() >= self.capacity {
+            return Err(if self.live.contains(&fingerprint) {
+                CodecError::Replayed
+            } else {
+                CodecError::ReplayCacheFull
+            });
+        }
+        // One probe of the table both checks and inserts.
+        if !self.live.insert(fingerprint) {
             return Err(CodecError::Replayed);
         }
-        if self.live.len() >= self.capacity {
-            return Err(CodecError::ReplayCacheFull);
-        }
-        self.live.insert(fingerprint);
         let chunks = self.by_expiry.entry(keep_until).or_default();
         match chunks.last_mut() {
             Some(chunk) if chunk.len() < CHUNK => chunk.push(fingerprint),
