@@ -34,7 +34,8 @@ pub const DECODE_BAD_MESSAGE: i32 = -41010;
 pub struct LocalSdk {
     codec: Arc<LocalCodec>,
     http: reqwest::Client,
-    invoke_url: String,
+    /// Parsed once: parsing (with IDNA host mapping) on every call cost as much as the rest of the client.
+    invoke_url: reqwest::Url,
     max_response_bytes: usize,
 }
 
@@ -112,7 +113,8 @@ impl LocalSdk {
         Ok(Self {
             codec: Arc::new(codec_from_config(config)?),
             http,
-            invoke_url: format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/')),
+            invoke_url: reqwest::Url::parse(&format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/')))
+                .map_err(|e| anyhow::anyhow!("sdk.local.zone_url is not a URL: {e}"))?,
             max_response_bytes: config.max_response_bytes,
         })
     }
@@ -130,7 +132,7 @@ impl LocalSdk {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&message).expect("strings serialise"));
         zeroize::Zeroize::zeroize(&mut message.request);
         let sealed = self.codec.seal(&plain, &ctx.corp_id);
-        let mut req = self.http.post(&self.invoke_url).header("content-type", "application/json");
+        let mut req = self.http.post(self.invoke_url.clone()).header("content-type", "application/json");
         for (k, v) in &sealed.headers {
             req = req.header(k, v);
         }
@@ -144,7 +146,8 @@ impl LocalSdk {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let mut body = Vec::new();
+        let expected = resp.content_length().map_or(0, |n| n.min(self.max_response_bytes as u64) as usize);
+        let mut body = Vec::with_capacity(expected);
         while let Some(chunk) = resp.chunk().await.map_err(|_| failed())? {
             if body.len() + chunk.len() > self.max_response_bytes {
                 return Err(SdkError::BadResponse);
