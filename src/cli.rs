@@ -236,7 +236,7 @@ pub fn run() -> anyhow::Result<()> {
             }
             config.validate()?;
             let _log = crate::telemetry::init(&config.log);
-            runtime()?.block_on(serve(config, args.local))
+            serve_runtime(config.sdk.pool_size)?.block_on(serve(config, args.local))
         }
         Command::Preflight => preflight(cli.config.as_deref()),
         Command::Keygen(args) => crate::keygen::run_cli(&args, &config),
@@ -364,6 +364,13 @@ fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build()?)
+}
+
+/// The runtime of `serve`: native SDK calls hold a blocking thread each (up to `sdk.pool_size`), so
+/// the blocking pool has that many threads on top of the 64 that decodes and key unwrapping use.
+fn serve_runtime(sdk_pool_size: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads = 64 + sdk_pool_size;
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(threads).build()?)
 }
 
 #[cfg(test)]

@@ -112,7 +112,8 @@ pub enum LogFormat {
 pub struct SdkConfig {
     /// `local` (local codec + local zone) or `native` (vendor SDK via the shim). Default `local`.
     pub backend: SdkBackend,
-    /// Most SDK calls in flight at once. Default 16.
+    /// Most SDK calls in flight at once. Default 64: the program's throughput is at most this many
+    /// calls per SDK latency (64 calls of 10 ms: 6 400 calls/s; 16 capped it at 1 600).
     pub pool_size: usize,
     /// How long a call waits for a free slot before "busy", in milliseconds. Default 200.
     pub queue_wait_ms: u64,
@@ -130,7 +131,7 @@ impl Default for SdkConfig {
     fn default() -> Self {
         Self {
             backend: SdkBackend::Local,
-            pool_size: 16,
+            pool_size: 64,
             queue_wait_ms: 200,
             invoke_timeout_ms: 10_000,
             max_response_bytes: 16 * 1024 * 1024,

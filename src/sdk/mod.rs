@@ -7,6 +7,7 @@ pub mod local;
 pub mod native;
 pub mod native_log;
 pub mod pool;
+pub mod zone_http;
 
 use std::sync::Arc;
 
