@@ -13,14 +13,13 @@
 //! Runs are short on purpose (10 samples, 1 s per benchmark): `cargo bench --bench cipher` takes
 //! about a minute on 2 cores. Under `cargo test` criterion runs each routine once, as a smoke test.
 //!
-//! Times are the benchmark thread's **CPU time** (`/proc/thread-self/schedstat`, nanoseconds), not
-//! the wall clock: on a shared, loaded machine the wall clock also counts the time the thread waits
-//! for a core, which made the ratios swing by 2× between runs. Single-threaded work on an idle
-//! machine measures the same either way.
+//! Times are the benchmark thread's **CPU time** (`CLOCK_THREAD_CPUTIME_ID`), not the wall clock:
+//! on a shared, loaded machine the wall clock also counts the time the thread waits for a core,
+//! which made the ratios swing by 2× between runs. Single-threaded work on an idle machine
+//! measures the same either way.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::os::unix::fs::FileExt as _;
 use std::time::Duration;
 
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
@@ -76,16 +75,11 @@ struct ThreadCpuTime;
 static NANOSECONDS: WallTime = WallTime;
 
 impl ThreadCpuTime {
-    /// One `pread` of this thread's schedstat file (opened once per thread): ~1 µs.
+    /// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`: exact to the nanosecond, unlike the tick-granular
+    /// `/proc/thread-self/schedstat`.
     fn now() -> u64 {
-        thread_local! {
-            static SCHEDSTAT: std::fs::File =
-                std::fs::File::open("/proc/thread-self/schedstat").expect("Linux schedstat");
-        }
-        let mut buf = [0u8; 96];
-        let len = SCHEDSTAT.with(|file| file.read_at(&mut buf, 0)).expect("schedstat reads");
-        let text = std::str::from_utf8(&buf[..len]).expect("ASCII");
-        text.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("run time in ns")
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        u64::try_from(t.tv_sec).expect("positive") * 1_000_000_000 + u64::try_from(t.tv_nsec).expect("positive")
     }
 }
 
