@@ -217,6 +217,13 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(mut args) => {
+            if args.local && args.sdk == Some(SdkBackend::Native) {
+                anyhow::bail!(
+                    "--local talks to the in-process local zone through the local backend; it cannot be combined \
+                     with --sdk native (to run the native backend against a local zone, start `zone-program \
+                     local-zone` and see README \"Building against the real SDK\")"
+                );
+            }
             if let Some(listen) = args.listen {
                 config.server.listen = listen;
             }
@@ -228,21 +235,21 @@ pub fn run() -> anyhow::Result<()> {
                 config.sdk.native.access_token = Some(access);
             }
             config.validate()?;
-            crate::telemetry::init(&config.log);
-            runtime()?.block_on(serve(config, args.local))
+            let _log = crate::telemetry::init(&config.log);
+            serve_runtime(config.sdk.pool_size)?.block_on(serve(config, args.local))
         }
         Command::Preflight => preflight(cli.config.as_deref()),
         Command::Keygen(args) => crate::keygen::run_cli(&args, &config),
         Command::App(args) => {
-            crate::telemetry::init(&config.log);
+            let _log = crate::telemetry::init(&config.log);
             runtime()?.block_on(crate::app_client::commands::run(args, config))
         }
         Command::Bench(args) => {
-            crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+            let _log = crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
             crate::bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(BenchZone)))
         }
         Command::LocalZone => {
-            crate::telemetry::init(&config.log);
+            let _log = crate::telemetry::init(&config.log);
             runtime()?.block_on(local_zone_only(config))
         }
     }
@@ -256,6 +263,9 @@ async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
     }
     // The zone binds first so the program can be pointed at it, then learns the program's URL.
     let zone = LocalZone::bind(&config).await?;
+    if config.sdk.backend != SdkBackend::Local {
+        tracing::warn!(configured = ?config.sdk.backend, "--local: the local backend replaces the configured one");
+    }
     config.sdk.backend = SdkBackend::Local;
     config.sdk.local.zone_url = zone.url();
     if config.keyring.keys.is_empty() {
@@ -354,6 +364,13 @@ fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build()?)
+}
+
+/// The runtime of `serve`: native SDK calls hold a blocking thread each (up to `sdk.pool_size`), so
+/// the blocking pool has that many threads on top of the 64 that decodes and key unwrapping use.
+fn serve_runtime(sdk_pool_size: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads = 64 + sdk_pool_size;
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(threads).build()?)
 }
 
 #[cfg(test)]

@@ -112,7 +112,8 @@ pub enum LogFormat {
 pub struct SdkConfig {
     /// `local` (local codec + local zone) or `native` (vendor SDK via the shim). Default `local`.
     pub backend: SdkBackend,
-    /// Most SDK calls in flight at once. Default 16.
+    /// Most SDK calls in flight at once. Default 64: the program's throughput is at most this many
+    /// calls per SDK latency (64 calls of 10 ms: 6 400 calls/s; 16 capped it at 1 600).
     pub pool_size: usize,
     /// How long a call waits for a free slot before "busy", in milliseconds. Default 200.
     pub queue_wait_ms: u64,
@@ -130,7 +131,7 @@ impl Default for SdkConfig {
     fn default() -> Self {
         Self {
             backend: SdkBackend::Local,
-            pool_size: 16,
+            pool_size: 64,
             queue_wait_ms: 200,
             invoke_timeout_ms: 10_000,
             max_response_bytes: 16 * 1024 * 1024,
@@ -163,7 +164,10 @@ pub struct LocalSdkConfig {
     pub keys: Vec<LocalKey>,
     /// Accepted clock skew in seconds (±). Default 300.
     pub replay_window_secs: i64,
-    /// Most nonces remembered; when full of live ones, requests are refused. Default 100000.
+    /// Most nonces remembered; when full of live ones, requests are refused. A nonce is kept until
+    /// its timestamp + the window (≤ 2 × window + 1 s), ~18 bytes each. Default 1250000: 2 000
+    /// requests/s sustained even from a peer a whole window ahead (~4 000/s with agreeing clocks),
+    /// under 40 MiB when full, nothing when idle.
     pub nonce_cache_capacity: usize,
 }
 
@@ -179,7 +183,7 @@ impl Default for LocalSdkConfig {
             token: SecretString::from(DEMO_LOCAL_TOKEN),
             keys: vec![LocalKey { ver: 1, encoding_aes_key: SecretString::from(DEMO_LOCAL_KEY) }],
             replay_window_secs: 300,
-            nonce_cache_capacity: 100_000,
+            nonce_cache_capacity: 1_250_000,
         }
     }
 }

@@ -74,10 +74,15 @@ fn ability_cx(state: &AppState, ctx: CallContext, notify_id: String, budget: Dur
 }
 
 async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
-    // Leave a quarter of the request deadline for encoding and the network.
-    let budget = Duration::from_millis(state.config.server.request_timeout_ms * 3 / 4);
-    let cx = ability_cx(state, callback.context(), callback.notify_id.clone(), budget);
-    state.abilities.call(&cx, &callback.ability_id, &callback.data).await
+    // Abilities plan for ¾ of the request deadline (model polling stops there); a call still running
+    // at ⅞ is cut off and answered with 900009, leaving the rest for encoding and the network, so the
+    // caller gets an encoded reply rather than the HTTP layer's bare timeout.
+    let deadline = state.config.server.request_timeout_ms;
+    let cx = ability_cx(state, callback.context(), callback.notify_id.clone(), Duration::from_millis(deadline * 3 / 4));
+    let call = state.abilities.call(&cx, &callback.ability_id, &callback.data);
+    tokio::time::timeout(Duration::from_millis(deadline * 7 / 8), call)
+        .await
+        .unwrap_or(Err(AppError::Code(ErrorCode::RequestTimeout)))
 }
 
 /// What an async ability job keeps of its request.

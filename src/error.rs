@@ -25,6 +25,8 @@ pub enum ErrorCode {
     MissingNotifyId,
     /// The store is full; retry later.
     StoreFull,
+    /// A sync call did not finish within the request deadline (`server.request_timeout_ms`).
+    RequestTimeout,
     /// The SDK's `Invoke` returned a non-zero code (in `sdk_ret`).
     SdkInvokeFailed,
     /// The SDK answered with a non-zero `errcode` (in `sdk_errcode`).
@@ -51,7 +53,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::InvalidInput,
         Self::InputTooLarge,
         Self::UnknownAbility,
@@ -60,6 +62,7 @@ impl ErrorCode {
         Self::NotifyDataTaken,
         Self::MissingNotifyId,
         Self::StoreFull,
+        Self::RequestTimeout,
         Self::SdkInvokeFailed,
         Self::SdkErrcode,
         Self::SdkTimeout,
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::NotifyDataTaken => 900_006,
             Self::MissingNotifyId => 900_007,
             Self::StoreFull => 900_008,
+            Self::RequestTimeout => 900_009,
             Self::SdkInvokeFailed => 900_101,
             Self::SdkErrcode => 900_102,
             Self::SdkTimeout => 900_103,
@@ -109,6 +113,7 @@ impl ErrorCode {
             Self::NotifyDataTaken => "notify data already taken",
             Self::MissingNotifyId => "missing notify_id",
             Self::StoreFull => "store full",
+            Self::RequestTimeout => "request timed out",
             Self::SdkInvokeFailed => "sdk invoke failed",
             Self::SdkErrcode => "sdk returned an error",
             Self::SdkTimeout => "sdk timeout",

@@ -3,6 +3,8 @@
 //! in the configured envelope and include the error fields (`errcode`, `errmsg`, `sdk_ret`,
 //! `sdk_errcode`), because WeCom checks every output against the output protocol (790014).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,18 +20,33 @@ pub const ID: &str = "list_abilities";
 pub struct ListAbilities {
     /// The whole output, serialised once.
     output: RawJson,
+    /// The output for each ability alone (`{"ability_id": ...}`), serialised once.
+    one: HashMap<String, RawJson>,
 }
 
-/// Its input: an empty object.
+/// Its input: `{}` (or an empty `ability_id`) for every ability, or `{"ability_id": "..."}` for one
+/// (the protocols a provider pastes into that ability's configuration).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Input {}
+pub struct Input {
+    /// Only this ability.
+    #[serde(default)]
+    ability_id: Option<String>,
+}
 
 impl Validate for Input {
     fn validate(&self) -> Result<(), AppError> {
-        Ok(())
+        match &self.ability_id {
+            Some(id) if id.len() > MAX_ID_LEN => {
+                Err(AppError::invalid(format!("`ability_id` must be at most {MAX_ID_LEN} characters")))
+            }
+            _ => Ok(()),
+        }
     }
 }
+
+/// Longest ability id accepted as a filter (the registry's ids are far shorter).
+const MAX_ID_LEN: usize = 128;
 
 impl ListAbilities {
     /// Describes `infos` for a deployment with `envelope`.
@@ -55,8 +72,15 @@ impl ListAbilities {
             OutputEnvelope::Bare => "bare",
             OutputEnvelope::Output => "output",
         };
-        let output = ok_with(json!({ "output_envelope": envelope, "abilities": abilities })).to_string();
-        Self { output: RawJson::parse(output).expect("an object") }
+        let listing = |abilities: &[Value]| {
+            let text = ok_with(json!({ "output_envelope": envelope, "abilities": abilities })).to_string();
+            RawJson::parse(text).expect("an object")
+        };
+        let one = abilities
+            .iter()
+            .map(|a| (a["ability_id"].as_str().unwrap_or_default().to_owned(), listing(std::slice::from_ref(a))))
+            .collect();
+        Self { output: listing(&abilities), one }
     }
 
     /// The description of `list_abilities` itself.
@@ -65,7 +89,7 @@ impl ListAbilities {
             id: ID.into(),
             description: "Lists the abilities of this deployment with their input and output protocols.".into(),
             long_running: false,
-            input_example: json!({}),
+            input_example: json!({ "ability_id": "" }),
             output_example: json!({
                 "output_envelope": "bare",
                 "abilities": [{"ability_id": "", "description": "", "async_recommended": false,
@@ -92,7 +116,13 @@ impl Handler for ListAbilities {
         Self::own_info()
     }
 
-    async fn run(&self, _cx: &AbilityCx, _input: Input) -> Result<Output, AppError> {
-        Ok(Output::Raw(self.output.clone()))
+    async fn run(&self, _cx: &AbilityCx, input: Input) -> Result<Output, AppError> {
+        match input.ability_id.filter(|id| !id.is_empty()) {
+            None => Ok(Output::Raw(self.output.clone())),
+            Some(id) => match self.one.get(&id) {
+                Some(one) => Ok(Output::Raw(one.clone())),
+                None => Err(AppError::invalid("`ability_id` names no ability of this deployment")),
+            },
+        }
     }
 }

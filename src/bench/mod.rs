@@ -226,6 +226,7 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
         let all = [
             Scenario::Echo,
             Scenario::Ability,
+            Scenario::AbilityOne,
             Scenario::ErrorReply,
             Scenario::OneThread,
             Scenario::PassThrough,

@@ -125,7 +125,14 @@ impl Report {
             met: pass.map(|r| r >= 20.0),
         });
         for (target, scenario) in [
-            ("ability without SDK (list_abilities) ≥ 50% of the axum echo floor", Scenario::Ability),
+            (
+                "ability without SDK (list_abilities, whole list: 27 KiB reply) ≥ 50% of the axum echo floor",
+                Scenario::Ability,
+            ),
+            (
+                "ability without SDK (list_abilities, one ability: < 1 KiB reply) ≥ 50% of the axum echo floor",
+                Scenario::AbilityOne,
+            ),
             ("shortest path (unknown ability's error reply) ≥ 50% of the axum echo floor", Scenario::ErrorReply),
         ] {
             let floor = ratio(main(scenario), main(Scenario::Echo));

@@ -25,6 +25,8 @@ pub const PASS_THROUGH_API: &str = "sync_msg";
 pub const PASS_THROUGH_REQUEST: &str = r#"{"limit":10}"#;
 /// The ability answered without the SDK: what the deployment offers, a reply of some KiB.
 pub const NO_SDK_ABILITY: &str = "list_abilities";
+/// Its input for one ability's description (a reply of under 1 KiB).
+pub const NO_SDK_ONE_INPUT: &str = r#"{"ability_id":"invoke_sync_msg"}"#;
 /// An ability id the program does not offer: its error reply is the shortest full path (decode →
 /// dispatch → encode) through the program.
 pub const UNKNOWN_ABILITY: &str = "bench_no_such_ability";
@@ -37,8 +39,10 @@ pub(super) const NONCE_CAPACITY: usize = 50_000_000;
 pub enum Scenario {
     /// The bare axum echo floor, sent the same bytes as [`Scenario::Ability`].
     Echo,
-    /// The program answering an ability without the SDK (`list_abilities`).
+    /// The program answering an ability without the SDK (`list_abilities`, every ability: ~27 KiB).
     Ability,
+    /// The same ability asked for one ability's description (a reply of under 1 KiB).
+    AbilityOne,
     /// The program answering an unknown ability id with its error reply.
     ErrorReply,
     /// The one-thread demo baseline (decode, blocking simulated SDK call, encode).
@@ -56,6 +60,7 @@ impl Scenario {
         match self {
             Self::Echo => "axum echo (floor)",
             Self::Ability => "list_abilities (no SDK)",
+            Self::AbilityOne => "list_abilities, one (no SDK)",
             Self::ErrorReply => "unknown ability (error reply)",
             Self::OneThread => "one-thread demo",
             Self::PassThrough => "invoke_ pass-through",
@@ -70,7 +75,7 @@ impl Scenario {
 
     /// Whether the server is the program (not a baseline).
     pub fn is_program(self) -> bool {
-        matches!(self, Self::Ability | Self::ErrorReply | Self::PassThrough | Self::AsyncJob)
+        matches!(self, Self::Ability | Self::AbilityOne | Self::ErrorReply | Self::PassThrough | Self::AsyncJob)
     }
 }
 
@@ -127,6 +132,7 @@ pub async fn run_point(
     let data = data_bytes.map_or_else(|| "{}".to_owned(), requests::padded_input);
     let message = match scenario {
         Scenario::Ability => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, &data),
+        Scenario::AbilityOne => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, NO_SDK_ONE_INPUT),
         Scenario::Echo | Scenario::ErrorReply => requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, &data),
         Scenario::OneThread | Scenario::PassThrough | Scenario::AsyncJob => {
             requests::callback_message(&corp, &format!("invoke_{PASS_THROUGH_API}"), "", false, PASS_THROUGH_REQUEST)
@@ -197,7 +203,11 @@ async fn start_server(
             let latency = cal.sdk_latency.as_micros().to_string();
             args.extend(["--sdk-latency-us".into(), latency, "--reply-bytes".into(), cal.reply_bytes.to_string()]);
         }
-        Scenario::Ability | Scenario::ErrorReply | Scenario::PassThrough | Scenario::AsyncJob => {
+        Scenario::Ability
+        | Scenario::AbilityOne
+        | Scenario::ErrorReply
+        | Scenario::PassThrough
+        | Scenario::AsyncJob => {
             args.extend(["serve", "--listen", "{listen}"].map(String::from));
         }
     }

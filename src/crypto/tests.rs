@@ -1,5 +1,6 @@
 //! Known answers from `protocol/app-side.md` §4.9, the reject table, and property tests.
 
+use base64::engine::general_purpose::STANDARD as REFERENCE_BASE64;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use secrecy::SecretString;
@@ -83,7 +84,7 @@ fn the_reject_table_gives_the_official_codes() {
     let c = cipher();
     let decrypt = |s: &str| c.decrypt(s).unwrap_err().code();
     assert_eq!(decrypt("not base64!"), -40010);
-    assert_eq!(decrypt(&BASE64.encode([0u8; 17])), -40007, "not a multiple of 16");
+    assert_eq!(decrypt(&REFERENCE_BASE64.encode([0u8; 17])), -40007, "not a multiple of 16");
     assert_eq!(decrypt(""), -40007, "empty");
     // Padding byte 0 and 33, and a length field larger than the buffer, encrypted raw.
     let raw = |plain: &[u8]| {
@@ -95,7 +96,7 @@ fn the_reject_table_gives_the_official_codes() {
             .encrypt_padded_mut::<NoPadding>(&mut buf, len)
             .unwrap()
             .to_vec();
-        BASE64.encode(out)
+        REFERENCE_BASE64.encode(out)
     };
     let mut zero_pad = vec![b'a'; 32];
     zero_pad[31] = 0;
@@ -130,8 +131,60 @@ fn an_aligned_message_gets_a_full_block_of_padding() {
     assert_eq!(unpad(&buf).unwrap().len(), 64);
 }
 
+#[test]
+fn the_base64_decoder_is_as_strict_as_the_reference_one() {
+    for (text, ok) in [
+        ("QQ==", true),
+        ("QUI=", true),
+        ("QUJD", true),
+        ("", true),
+        ("QR==", false), // non-canonical trailing bits
+        ("QUJ=", false),
+        ("QQ=", false),
+        ("QQ", false),
+        ("Q===", false),
+        ("QQ==QQ==", false),
+        ("QU JD", false),
+        ("QUJD\n", false),
+        ("QU-_", false),
+    ] {
+        assert_eq!(decode_base64(text.as_bytes()).is_ok(), ok, "{text:?}");
+        assert_eq!(REFERENCE_BASE64.decode(text).is_ok(), ok, "reference {text:?}");
+    }
+}
+
+#[test]
+fn upper_case_signatures_verify_and_other_lengths_do_not() {
+    let sig = signature(&token(), "1409659589", "263014780", ECHOSTR_A);
+    verify_signature(&token(), "1409659589", "263014780", ECHOSTR_A, &sig.to_ascii_uppercase()).unwrap();
+    for bad in [&sig[..39], &format!("{sig}0"), ""] {
+        assert_eq!(
+            verify_signature(&token(), "1409659589", "263014780", ECHOSTR_A, bad),
+            Err(CryptoError::ValidateSignature)
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn the_simd_base64_decodes_and_encodes_exactly_like_the_reference(text in "[A-Za-z0-9+/=]{0,80}|.{0,40}", bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        prop_assert_eq!(decode_base64(text.as_bytes()).ok(), REFERENCE_BASE64.decode(&text).ok());
+        let encoded = REFERENCE_BASE64.encode(&bytes);
+        prop_assert_eq!(BASE64.encode_to_string(&bytes), encoded.clone());
+        prop_assert_eq!(decode_base64(encoded.as_bytes()).unwrap(), bytes);
+    }
+
+    #[test]
+    fn encrypting_into_a_buffer_appends_what_encrypt_returns(msg in proptest::collection::vec(any::<u8>(), 0..600), seed in any::<u64>()) {
+        let c = cipher();
+        let expected = c.encrypt(&msg, RECEIVE_ID, &mut rand::rngs::StdRng::seed_from_u64(seed));
+        let mut out = b"prefix".to_vec();
+        c.encrypt_into(&msg, RECEIVE_ID, &mut rand::rngs::StdRng::seed_from_u64(seed), &mut out);
+        prop_assert_eq!(&out[..6], b"prefix");
+        prop_assert_eq!(&out[6..], expected.as_bytes());
+    }
 
     #[test]
     fn any_message_and_receive_id_round_trip(msg in proptest::collection::vec(any::<u8>(), 0..2048), rid in proptest::collection::vec(any::<u8>(), 0..64), seed in any::<u64>()) {
@@ -145,7 +198,7 @@ proptest! {
     fn decrypt_and_verify_never_panic_on_arbitrary_input(s in ".{0,400}", bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let c = cipher();
         let _ = c.decrypt(&s);
-        let _ = c.decrypt(&BASE64.encode(&bytes));
+        let _ = c.decrypt(&REFERENCE_BASE64.encode(&bytes));
         let _ = verify_signature(&token(), &s, &s, &s, &s);
         let _ = EncodingAesKey::parse(&s);
         let _ = xml::field(&s, "Encrypt");

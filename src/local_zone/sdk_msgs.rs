@@ -85,24 +85,30 @@ pub fn sync_msg(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> ApiRes
     let from = start_seq(&data, cursor, begin_time, now);
     let end = data.messages.last().map_or(1, |m| m.seq + 1);
     let idx = data.index_from_seq(from);
-    let visible: Vec<Message> = data.messages[idx..].iter().filter(|m| data.visible(m, now)).cloned().collect();
+    // The seqs of the visible messages from `from` on, nothing copied: a plain listing (mode 0)
+    // needs one more than a page to know `has_more`; paging (modes 1 and 2) needs them all.
+    let wanted = if mode == 0 { limit + 1 } else { usize::MAX };
+    let visible: Vec<u64> =
+        data.messages[idx..].iter().filter(|m| data.visible(m, now)).map(|m| m.seq).take(wanted).collect();
     let paged = mode == 1 || (mode == 2 && visible.len() > limit);
     if paged {
         let mut page_ids = Vec::new();
         for chunk in visible.chunks(limit) {
             let id = data.mint("PAGE");
-            data.pages.insert(id.clone(), chunk.iter().map(|m| m.seq).collect());
+            data.pages.insert(id.clone(), chunk.to_vec());
             page_ids.push(Value::String(id));
         }
         drop(data);
         return Ok(json!({ "has_more": 0, "next_cursor": cursor_of(end, salt), "page_id_list": page_ids }));
     }
+    let seqs = &visible[..visible.len().min(limit)];
+    // Only the page's messages are copied out, so the lock is held for a page, not the window.
+    let page: Vec<Message> = seqs.iter().map(|s| data.messages[data.index_from_seq(*s)].clone()).collect();
     drop(data);
-    let page = &visible[..visible.len().min(limit)];
     let has_more = visible.len() > limit;
-    let next = if has_more { page.last().map_or(end, |m| m.seq + 1) } else { end.max(from) };
+    let next = if has_more { seqs.last().map_or(end, |s| s + 1) } else { end.max(from) };
     Ok(
-        json!({ "has_more": i32::from(has_more), "next_cursor": cursor_of(next, salt), "msg_list": items(shared, page) }),
+        json!({ "has_more": i32::from(has_more), "next_cursor": cursor_of(next, salt), "msg_list": items(shared, &page) }),
     )
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
+use super::zone_http::{HttpError, ZoneHttp};
 use super::{CallContext, CallType, Callback, DecodeError, Decoded, Reply, ReplyBuilder, SdkError, ZoneSdk};
 use crate::codec::{CodecSettings, LocalCodec};
 use crate::config::SdkConfig;
@@ -33,8 +34,7 @@ pub const DECODE_BAD_MESSAGE: i32 = -41010;
 /// The local codec backend.
 pub struct LocalSdk {
     codec: Arc<LocalCodec>,
-    http: reqwest::Client,
-    invoke_url: String,
+    http: ZoneHttp,
     max_response_bytes: usize,
 }
 
@@ -105,14 +105,10 @@ pub fn codec_from_config(config: &SdkConfig) -> anyhow::Result<LocalCodec> {
 impl LocalSdk {
     /// A backend for the `[sdk]` settings.
     pub fn new(config: &SdkConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(config.pool_size)
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .build()?;
+        let url = format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/'));
         Ok(Self {
             codec: Arc::new(codec_from_config(config)?),
-            http,
-            invoke_url: format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/')),
+            http: ZoneHttp::new(&url, config.pool_size)?,
             max_response_bytes: config.max_response_bytes,
         })
     }
@@ -130,27 +126,18 @@ impl LocalSdk {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&message).expect("strings serialise"));
         zeroize::Zeroize::zeroize(&mut message.request);
         let sealed = self.codec.seal(&plain, &ctx.corp_id);
-        let mut req = self.http.post(&self.invoke_url).header("content-type", "application/json");
-        for (k, v) in &sealed.headers {
-            req = req.header(k, v);
-        }
+        let mut request_headers = sealed.headers;
+        request_headers.push(("content-type".to_owned(), "application/json".to_owned()));
         let failed = || SdkError::Invoke { api: api.to_owned(), ret: RET_INVOKE_FAILED };
-        let mut resp = req.body(sealed.body).send().await.map_err(|_| failed())?;
-        if resp.status() != reqwest::StatusCode::OK {
+        let reply = match self.http.post(request_headers, sealed.body, self.max_response_bytes).await {
+            Ok(reply) => reply,
+            Err(HttpError::TooLarge) => return Err(SdkError::BadResponse),
+            Err(HttpError::Transport) => return Err(failed()),
+        };
+        if reply.status != 200 {
             return Err(failed());
         }
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|_| failed())? {
-            if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(SdkError::BadResponse);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let (headers, body) = (reply.headers, reply.body);
         let ret = headers.iter().find(|(k, _)| k == H_INVOKE_RET).and_then(|(_, v)| v.parse::<i32>().ok()).unwrap_or(0);
         if ret != 0 {
             return Err(SdkError::Invoke { api: api.to_owned(), ret });

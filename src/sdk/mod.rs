@@ -7,6 +7,7 @@ pub mod local;
 pub mod native;
 pub mod native_log;
 pub mod pool;
+pub mod zone_http;
 
 use std::sync::Arc;
 
@@ -117,6 +118,13 @@ pub struct Callback {
     pub notify_id: String,
     /// The app's `request_data` or the event JSON.
     pub data: String,
+}
+
+/// `data` may carry `secret_key`s and chat text (`msg_list`): it is wiped when the callback is dropped.
+impl Drop for Callback {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.data);
+    }
 }
 
 impl std::fmt::Debug for Callback {

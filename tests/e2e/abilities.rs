@@ -196,7 +196,17 @@ async fn every_invoke_ability_passes_its_sdk_response_through_within_the_publish
     let notified = invoke(&env, "spec_notify_app", json!({"notify_id": "NID-invoke-e2e", "notify_scene": 200})).await;
     assert_eq!(notified["notify_id"], "NID-invoke-e2e");
     done.push("spec_notify_app");
-    assert_eq!(env.next_notify().await.notify_scene, Some(200));
+    // Other notifications (of the tasks above) may still be on their way; this one must arrive too.
+    let mut seen = Vec::new();
+    let pushed = loop {
+        let n = env.next_notify().await;
+        if n.notify_id == "NID-invoke-e2e" {
+            break n;
+        }
+        seen.push(n.notify_id);
+        assert!(seen.len() < 8, "spec_notify_app's notify never came: {seen:?}");
+    };
+    assert_eq!(pushed.notify_scene, Some(200));
 
     for api in SDK_APIS {
         assert!(done.contains(&api.name), "invoke_{} was not exercised", api.name);
@@ -347,4 +357,24 @@ async fn bad_inputs_get_their_code_and_change_nothing() {
     // The stored data is still there, once.
     let data = response_data(&env.app_call("get_callback_data", "{}", nid).await);
     assert_eq!(data["event_type"], "conversation_new_message", "{data}");
+}
+
+#[tokio::test]
+async fn list_abilities_describes_one_ability_when_asked_and_refuses_an_unknown_one() {
+    let env = spawn_declared(|_| {}).await;
+    let all = response_data(&env.app_call("list_abilities", "{}", None).await);
+    let everything = all["abilities"].as_array().unwrap().len();
+    assert!(everything > 40, "{everything}");
+    let one = response_data(&env.app_call("list_abilities", r#"{"ability_id":"invoke_sync_msg"}"#, None).await);
+    let listed = one["abilities"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{one}");
+    let from_all = all["abilities"].as_array().unwrap().iter().find(|a| a["ability_id"] == "invoke_sync_msg");
+    assert_eq!(Some(&listed[0]), from_all, "the same description as in the whole list");
+    assert_eq!((one["errcode"].as_i64(), one["output_envelope"].as_str()), (Some(0), Some("bare")));
+    let empty = response_data(&env.app_call("list_abilities", r#"{"ability_id":""}"#, None).await);
+    assert_eq!(empty["abilities"].as_array().unwrap().len(), everything, "an empty id lists every ability");
+    let unknown = response_data(&env.app_call("list_abilities", r#"{"ability_id":"no_such_ability"}"#, None).await);
+    assert_eq!(unknown["errcode"], 900_001, "{unknown}");
+    let long = json!({ "ability_id": "x".repeat(129) }).to_string();
+    assert_eq!(response_data(&env.app_call("list_abilities", &long, None).await)["errcode"], 900_001);
 }

@@ -31,7 +31,7 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
     let report = bench::measure(&plan, &env, |_| {}).await.expect("the quick bench runs");
 
     let tables: Vec<(&str, Scenario)> = report.rows.iter().map(|r| (r.table, r.scenario)).collect();
-    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 6, "{tables:?}");
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 7, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "sizes").count(), 2, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "clients").count(), 3, "{tables:?}");
     for row in &report.rows {
@@ -40,7 +40,11 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
         let expected = match row.scenario {
             Scenario::Echo => None,
             Scenario::ErrorReply => Some(900_003),
-            Scenario::Ability | Scenario::OneThread | Scenario::PassThrough | Scenario::AsyncJob => Some(0),
+            Scenario::Ability
+            | Scenario::AbilityOne
+            | Scenario::OneThread
+            | Scenario::PassThrough
+            | Scenario::AsyncJob => Some(0),
         };
         assert_eq!(row.errcode, expected, "{}", row.progress_line());
         assert!(row.rss_idle_kib > 0 && row.rss_peak_kib >= row.rss_idle_kib, "{}", row.progress_line());

@@ -138,3 +138,21 @@ async fn other_methods_get_405_and_healthz_answers() {
     let res = env.http.get(format!("http://{}/metrics", env.addr)).send().await.unwrap();
     assert!(res.text().await.unwrap().contains("zone_program_callbacks_answered_total 0"));
 }
+
+#[tokio::test]
+async fn a_sync_call_still_running_near_the_request_deadline_gets_an_encoded_900009_reply() {
+    let env = TestEnv::spawn_with(|c| {
+        c.server.request_timeout_ms = 800;
+        c.sdk.invoke_timeout_ms = 10_000;
+    })
+    .await;
+    env.control("faults", serde_json::json!({"api": "sync_msg", "count": 1, "delay_ms": 3000})).await;
+    let started = std::time::Instant::now();
+    let reply = env.call("invoke_sync_msg", r#"{"limit":1}"#).await;
+    assert_eq!(reply["errcode"], 900_009, "{reply}");
+    assert_eq!(reply["errmsg"], "request timed out");
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500), "cut off, not waited out");
+    assert_eq!(counts(&env), (1, 0), "answered with an encoded reply, not the HTTP layer's 408");
+    // The next call, without the fault, is answered normally.
+    assert_eq!(env.call("invoke_sync_msg", r#"{"limit":1}"#).await["errcode"], 0);
+}

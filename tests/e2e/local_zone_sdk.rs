@@ -56,6 +56,19 @@ async fn sync_msg_pages_through_the_window_in_order_and_then_only_returns_new_me
 }
 
 #[tokio::test]
+async fn a_page_as_large_as_the_rest_of_the_window_has_no_more_and_one_smaller_has_exactly_one_more() {
+    let env = TestEnv::spawn().await;
+    let all = pull_all(&env, 1000).await;
+    let exact = env.sdk("sync_msg", json!({"limit": all.len()})).await;
+    assert_eq!((exact["msg_list"].as_array().unwrap().len(), exact["has_more"].as_i64()), (all.len(), Some(0)));
+    let short = env.sdk("sync_msg", json!({"limit": all.len() - 1})).await;
+    assert_eq!(short["has_more"], 1);
+    let rest = env.sdk("sync_msg", json!({"cursor": short["next_cursor"], "limit": 1000})).await;
+    let rest = rest["msg_list"].as_array().unwrap();
+    assert_eq!((rest.len(), rest[0]["msgid"].as_str()), (1, all.last().map(String::as_str)));
+}
+
+#[tokio::test]
 async fn sync_msg_enforces_its_limits_and_token_rules() {
     let env = TestEnv::spawn().await;
     for bad in [
@@ -102,6 +115,8 @@ async fn pre_paging_returns_page_ids_that_together_hold_the_same_messages() {
     assert_eq!(ids, all);
     let adaptive = env.sdk("sync_msg", json!({"mode": 2, "limit": 1000})).await;
     assert_eq!(adaptive["msg_list"].as_array().unwrap().len(), all.len(), "one page holds everything");
+    let adaptive = env.sdk("sync_msg", json!({"mode": 2, "limit": 50})).await;
+    assert_eq!(adaptive["page_id_list"].as_array().unwrap().len(), pages.len(), "too many for one page: paged");
     assert_eq!(env.sdk("get_msg_list_by_page_id", json!({"page_id": "PAGEnope"})).await["errcode"], 40058);
     assert_eq!(env.sdk("get_msg_list_by_page_id", json!({})).await["errcode"], 40058);
 }

@@ -302,3 +302,18 @@ fn serve_with_debug_tokens_opens_debug_mode_and_logs_through_the_sdk_or_refuses_
     assert!(text.contains("zone program listening"), "{text}");
     assert!(!text.contains("DebugTok") && !text.contains("AccessTok"), "no token in the SDK log: {text}");
 }
+
+#[test]
+fn serve_local_with_the_native_backend_is_refused_rather_than_silently_run_on_the_local_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zone-program"))
+        .args(["serve", "--local", "--sdk", "native", "--listen", "127.0.0.1:0"])
+        .env("ZONE_PROGRAM_STORE__PATH", dir.path().join("store.sqlite"))
+        .env_remove("ZONE_PROGRAM_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot be combined with --sdk native"), "{stderr}");
+}
