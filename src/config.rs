@@ -261,8 +261,8 @@ impl Default for StoreConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// Jobs run at once. Default 16, the default `sdk.pool_size`: a job spends most of its time
-    /// waiting for SDK calls, so fewer workers cap the job rate at `workers` / the SDK latency.
+    /// Jobs run at once. Default 16: a job spends most of its time waiting for SDK calls, so the
+    /// job rate is at most `workers` / the SDK latency; 16 leave most of `sdk.pool_size` to sync calls.
     pub workers: usize,
     /// Jobs accepted but not finished; beyond this new async calls get "job queue full". Default 1000.
     pub max_pending: u64,
