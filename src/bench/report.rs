@@ -280,6 +280,7 @@ mod tests {
             rows: vec![
                 row("main", Scenario::Echo, 1000, 100, 5_000),
                 row("main", Scenario::Ability, 400, 200, 12_000),
+                row("main", Scenario::AbilityOne, 600, 200, 12_000),
                 row("main", Scenario::OneThread, 100, 300, 8_000),
                 row("main", Scenario::PassThrough, 2500, 6_000, 40_000),
             ],
@@ -288,10 +289,11 @@ mod tests {
         let v = report.verdicts();
         assert_eq!((v[0].measured.as_str(), v[0].met), ("25.0×", Some(true)));
         assert_eq!((v[1].measured.as_str(), v[1].met), ("40%", Some(false)));
-        assert_eq!((v[2].measured.as_str(), v[2].met), ("not measured", None), "no error-reply row");
-        assert_eq!(v[3].met, None, "no codec measurement in this report");
-        assert_eq!((v[4].measured.as_str(), v[4].met), ("6.00 ms", Some(false)));
-        assert_eq!((v[5].measured.as_str(), v[5].met), ("39.1 MiB", Some(false)));
+        assert_eq!((v[2].measured.as_str(), v[2].met), ("60%", Some(true)));
+        assert_eq!((v[3].measured.as_str(), v[3].met), ("not measured", None), "no error-reply row");
+        assert_eq!(v[4].met, None, "no codec measurement in this report");
+        assert_eq!((v[5].measured.as_str(), v[5].met), ("6.00 ms", Some(false)));
+        assert_eq!((v[6].measured.as_str(), v[6].met), ("39.1 MiB", Some(false)));
         let text = report.render();
         assert!(text.contains("| invoke_ pass-through | 64 | 400 B | 100 B | 0 | 2500 |"), "{text}");
     }
