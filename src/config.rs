@@ -261,7 +261,8 @@ impl Default for StoreConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// Jobs run at once. Default 4.
+    /// Jobs run at once. Default 16: a job spends most of its time waiting for SDK calls, so the
+    /// job rate is at most `workers` / the SDK latency; 16 leave most of `sdk.pool_size` to sync calls.
     pub workers: usize,
     /// Jobs accepted but not finished; beyond this new async calls get "job queue full". Default 1000.
     pub max_pending: u64,
@@ -283,7 +284,7 @@ pub struct JobsConfig {
 impl Default for JobsConfig {
     fn default() -> Self {
         Self {
-            workers: 4,
+            workers: 16,
             max_pending: 1000,
             report_attempts: 8,
             report_backoff_ms: 500,

@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::abilities::{AbilityCx, Output};
 use crate::app::AppState;
 use crate::error::{AppError, ErrorCode};
-use crate::jobs::{JobRunner, REPORT_API, Step};
+use crate::jobs::{JobRunner, Step};
 use crate::sdk::{CallContext, CallType, Callback};
 use crate::store::{JobKind, JobRow, NewJob};
 use crate::telemetry::Metrics;
@@ -123,19 +123,12 @@ async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, A
     Ok(Output::Json(json!({ "errcode": 0, "errmsg": "ok" })))
 }
 
-/// A valid async call refused for want of room is also reported (once, in the background, bounded
-/// by the SDK pool), so the caller's `async_program_result` ends instead of waiting for a job that
-/// will never run.
+/// A valid async call refused for want of room is also reported (in the background, retried,
+/// bounded: [`crate::jobs::Jobs::report_refused`]), so the caller's `async_program_result` ends
+/// instead of waiting for a job that will never run.
 fn report_refusal(state: &AppState, callback: &Callback, e: &AppError) {
     let (errcode, result) = state.abilities.reply(Err(AppError::Code(e.code())));
-    let request = json!({ "errcode": errcode, "result": result }).to_string();
-    let (sdk, ctx) = (state.sdk.clone(), callback.context());
-    tokio::spawn(async move {
-        let sent = sdk.invoke(&ctx, REPORT_API, &request).await.and_then(|r| crate::sdk::require_ok(REPORT_API, &r));
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "reporting a refused async call failed");
-        }
-    });
+    state.jobs.report_refused(callback.context(), errcode, result);
 }
 
 /// Runs jobs for the workers: abilities through the registry, events through their handlers.

@@ -194,11 +194,13 @@ impl Report {
             if let Some(j) = &row.jobs {
                 let _ = writeln!(
                     out,
-                    "\nAsync jobs ({} clients submitting; the row above counts submissions): {} submitted, {} completed ({:.0}/s from the first submission to the last report), {} failed, {} still pending at the deadline.",
+                    "\nAsync jobs ({} clients submitting; the row above counts submissions): {} submitted, {} completed ({:.0}/s from the first submission to the last report, drained {:.1} s after the last submission), {} refused (900301, reported), {} failed, {} still pending at the deadline.",
                     row.clients,
                     j.submitted,
                     j.completed,
                     j.completed_per_sec(),
+                    j.drained_after.as_secs_f64(),
+                    j.refused,
                     j.failed,
                     j.pending
                 );

@@ -288,27 +288,10 @@ async fn run_async_point(
         Expect::AppJob { jobids } => std::mem::take(&mut *jobids.lock().unwrap_or_else(|p| p.into_inner())),
         _ => unreachable!("built above"),
     };
-    let deadline = Instant::now() + Duration::from_secs(10).max(spec.duration * 3);
-    let mut jobs = JobStats { submitted: jobids.len() as u64, ..JobStats::default() };
+    let submitted_until = Instant::now();
+    let deadline = submitted_until + Duration::from_secs(10).max(spec.duration * 3);
     let result_url = format!("{}/cgi-bin/chatdata/async_program_result?access_token={token}", zone.url);
-    for jobid in &jobids {
-        loop {
-            let reply: serde_json::Value =
-                http.post(&result_url).json(&serde_json::json!({ "jobid": jobid })).send().await?.json().await?;
-            match (reply["errcode"].as_i64(), reply["status"].as_i64(), reply["response_errcode"].as_i64()) {
-                (Some(0), Some(1), Some(0)) => jobs.completed += 1,
-                (Some(0), Some(0), _) if Instant::now() < deadline => {
-                    // Not reported yet: the job is still queued or running in the program.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                (Some(0), Some(0), _) => jobs.pending += 1,
-                _ => jobs.failed += 1,
-            }
-            break;
-        }
-    }
-    jobs.elapsed = started.elapsed();
+    let jobs = follow_jobs(&http, &result_url, jobids, started, submitted_until, deadline).await?;
     let (server_after, self_after) = (server.usage()?, process::self_usage()?);
     let per_job = jobs.submitted.max(1) as f64;
     Ok(Row {
@@ -328,6 +311,50 @@ async fn run_async_point(
     })
 }
 
+/// The program's code for a call refused because its job queue was full.
+const JOB_QUEUE_FULL: i64 = 900_301;
+
+/// Follows the jobs in submission order (the order the program runs them), one
+/// `async_program_result` at a time so that following costs the zone little: a job not reported
+/// yet is asked again every 10 ms until `deadline`; past it, each is asked once. The elapsed time
+/// ends at the last report seen, not at the deadline.
+async fn follow_jobs(
+    http: &reqwest::Client,
+    result_url: &str,
+    jobids: Vec<String>,
+    started: Instant,
+    submitted_until: Instant,
+    deadline: Instant,
+) -> anyhow::Result<JobStats> {
+    let mut jobs = JobStats { submitted: jobids.len() as u64, ..JobStats::default() };
+    let mut last_report = None;
+    for jobid in &jobids {
+        loop {
+            let reply: serde_json::Value =
+                http.post(result_url).json(&serde_json::json!({ "jobid": jobid })).send().await?.json().await?;
+            match (reply["errcode"].as_i64(), reply["status"].as_i64(), reply["response_errcode"].as_i64()) {
+                (Some(0), Some(0), _) if Instant::now() < deadline => {
+                    // Not reported yet: the job is still queued or running in the program.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                (Some(0), Some(0), _) => {
+                    jobs.pending += 1;
+                    break;
+                }
+                (Some(0), Some(1), Some(0)) => jobs.completed += 1,
+                (Some(0), Some(1), Some(JOB_QUEUE_FULL)) => jobs.refused += 1,
+                _ => jobs.failed += 1,
+            }
+            last_report = Some(Instant::now());
+            break;
+        }
+    }
+    jobs.elapsed = last_report.map_or(Duration::ZERO, |t| t.saturating_duration_since(started));
+    jobs.drained_after = last_report.map_or(Duration::ZERO, |t| t.saturating_duration_since(submitted_until));
+    Ok(jobs)
+}
+
 /// What became of the async jobs of one point.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JobStats {
@@ -335,12 +362,16 @@ pub struct JobStats {
     pub submitted: u64,
     /// Reported with `errcode` 0.
     pub completed: u64,
-    /// Reported failed, or not deliverable.
+    /// Reported refused: the program's job queue was full (`900301`).
+    pub refused: u64,
+    /// Reported failed otherwise, or not deliverable.
     pub failed: u64,
     /// Not reported by the deadline.
     pub pending: u64,
     /// From the first submission to the last report seen.
     pub elapsed: Duration,
+    /// From the last submission to the last report seen: how long the burst took to drain.
+    pub drained_after: Duration,
 }
 
 impl JobStats {

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::JobsConfig;
 use crate::error::{AppError, ErrorCode};
-use crate::sdk::{self, ZoneSdk};
+use crate::sdk::{self, CallContext, ZoneSdk};
 use crate::store::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase, Store, StoreError};
 
 /// The SDK API that reports an async job's result (sdk-data-apis.md §2.1).
@@ -29,6 +29,14 @@ pub const REPORT_API: &str = "program_async_job_call_back";
 const MAX_BACKOFF_MS: u64 = 60_000;
 /// Longest a idle worker sleeps before looking at the table again.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// Reports of refused calls sent at once: a burst of refusals must not take the SDK slots the
+/// workers need to finish the jobs that were accepted.
+const REFUSAL_SENDERS: usize = 4;
+/// Refused calls that may wait for their report, per `jobs.max_pending` (a waiting refusal holds
+/// its context and the short error text, well under a job row)...
+const REFUSAL_ROOM_PER_PENDING: usize = 4;
+/// ...and at least this many, however small `jobs.max_pending` is (about 1 MiB at most).
+const MIN_REFUSAL_ROOM: usize = 1024;
 
 /// What running a job produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +102,11 @@ pub struct Jobs {
     wake: Arc<Notify>,
     /// Signalled whenever a job changes state ([`Jobs::wait_idle`] waits on it).
     changed: Arc<Notify>,
+    /// Refused calls whose report is not sent yet: at most [`REFUSAL_ROOM_PER_PENDING`] ×
+    /// `max_pending` (at least [`MIN_REFUSAL_ROOM`]) of them.
+    refusal_room: Arc<Semaphore>,
+    /// Refusal reports in flight: at most [`REFUSAL_SENDERS`].
+    refusal_senders: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -105,15 +118,61 @@ impl std::fmt::Debug for Jobs {
 impl Jobs {
     /// A job system over `store`, reporting through `sdk`.
     pub fn new(store: Store, sdk: Arc<dyn ZoneSdk>, settings: JobSettings) -> Self {
-        Self { store, sdk, settings, wake: Arc::new(Notify::new()), changed: Arc::new(Notify::new()) }
+        let pending = usize::try_from(settings.max_pending.max(1)).unwrap_or(1);
+        let room = pending.saturating_mul(REFUSAL_ROOM_PER_PENDING).clamp(MIN_REFUSAL_ROOM, Semaphore::MAX_PERMITS);
+        Self {
+            store,
+            sdk,
+            settings,
+            wake: Arc::new(Notify::new()),
+            changed: Arc::new(Notify::new()),
+            refusal_room: Arc::new(Semaphore::new(room)),
+            refusal_senders: Arc::new(Semaphore::new(REFUSAL_SENDERS)),
+        }
     }
 
     /// Records a job (or recognises a duplicate) and wakes a worker.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, AppError> {
         let outcome = self.store.enqueue_job(job, self.settings.max_pending).await.map_err(AppError::from)?;
-        self.wake.notify_waiters();
+        // One job needs one worker: waking them all would make each idle one query the table.
+        self.wake.notify_one();
         self.changed.notify_waiters();
         Ok(outcome)
+    }
+
+    /// Reports `{errcode, result}` in `ctx` for an async call that was refused without a job row
+    /// (the queue was full), so the caller's `async_program_result` ends. In the background, at
+    /// most [`REFUSAL_SENDERS`] at a time, retried like a job's report; at most
+    /// [`REFUSAL_ROOM_PER_PENDING`] × `max_pending` (at least [`MIN_REFUSAL_ROOM`]) wait (beyond
+    /// that a refusal is logged and not reported). Returns whether it was taken on.
+    pub fn report_refused(&self, ctx: CallContext, errcode: i64, result: String) -> bool {
+        let Ok(room) = self.refusal_room.clone().try_acquire_owned() else {
+            tracing::warn!(errcode, "too many refused async calls wait to be reported; this one is not reported");
+            return false;
+        };
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let _room = room;
+            let request = json!({ "errcode": errcode, "result": result }).to_string();
+            let attempts = jobs.settings.report_attempts.max(1);
+            for attempt in 1..=attempts {
+                let sent = {
+                    let Ok(_sender) = jobs.refusal_senders.acquire().await else { return };
+                    jobs.sdk.invoke(&ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp))
+                };
+                match sent {
+                    Ok(_) => return,
+                    Err(e) if attempt == attempts => {
+                        tracing::warn!(error = %e, attempt, "reporting a refused async call failed; giving up");
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, attempt, "reporting a refused async call failed; will retry");
+                        tokio::time::sleep(Duration::from_millis(jobs.backoff_ms(attempt))).await;
+                    }
+                }
+            }
+        });
+        true
     }
 
     /// Counts of job rows by state.
@@ -205,12 +264,14 @@ impl Jobs {
             // The row stays claimed only until the next start; log once here.
             tracing::error!(error = %e, "recording a job outcome failed");
         }
-        self.wake.notify_waiters();
+        // A step may have released a row (a retry due later, a report due now): one idle worker
+        // looks again; a busy one finds it when it claims its next job.
+        self.wake.notify_one();
         self.changed.notify_waiters();
     }
 
     async fn run_phase(&self, runner: &Arc<dyn JobRunner>, job: JobRow) -> Result<(), StoreError> {
-        let (id, kind, runs) = (job.id, job.kind, job.runs);
+        let (id, kind, runs, ctx) = (job.id, job.kind, job.runs, job.ctx.clone());
         if runs > self.settings.max_runs {
             tracing::warn!(runs, "job exceeded its runs; giving up");
             return self.give_up(id, kind).await;
@@ -233,12 +294,10 @@ impl Jobs {
         };
         match step {
             Step::Report { errcode, result } => {
-                self.store.job_to_report(id, errcode, result).await?;
-                // Report at once from this worker; the row is claimable again if this stops here.
-                if let Some(row) = self.store.claim_job_by_id(id).await? {
-                    return self.report_phase(row).await;
-                }
-                Ok(())
+                // The result is recorded (still claimed by this worker) before it is reported, so a
+                // restart reports it without running the job again; then it is reported at once.
+                self.store.job_to_report(id, errcode, result.clone(), true).await?;
+                self.report(id, &ctx, 0, errcode, &result).await
             }
             Step::Done => self.store.finish_job(id, Phase::Done).await,
             Step::Retry if !last_try => {
@@ -258,33 +317,46 @@ impl Jobs {
         match kind {
             JobKind::Ability => {
                 let err = AppError::Code(ErrorCode::Internal);
-                self.store.job_to_report(id, err.code().code(), err.to_reply_json().to_string()).await
+                self.store.job_to_report(id, err.code().code(), err.to_reply_json().to_string(), false).await
             }
             JobKind::Event => self.store.finish_job(id, Phase::Failed).await,
         }
     }
 
     async fn report_phase(&self, job: JobRow) -> Result<(), StoreError> {
-        let Some((errcode, result)) = job.report.clone() else {
+        let Some((errcode, result)) = job.report else {
             return self.store.finish_job(job.id, Phase::Failed).await;
         };
+        self.report(job.id, &job.ctx, job.attempts, errcode, &result).await
+    }
+
+    /// Sends the claimed job `id`'s report, which failed `attempts` times so far, and records the
+    /// outcome: done, a retry after a backoff, or failed after `report_attempts`.
+    async fn report(
+        &self,
+        id: i64,
+        ctx: &CallContext,
+        attempts: u32,
+        errcode: i64,
+        result: &str,
+    ) -> Result<(), StoreError> {
         let request = json!({ "errcode": errcode, "result": result }).to_string();
         let outcome =
-            self.sdk.invoke(&job.ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp));
+            self.sdk.invoke(ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp));
         match outcome {
             Ok(_) => {
                 tracing::info!(errcode, "job result reported");
-                self.store.finish_job(job.id, Phase::Done).await
+                self.store.finish_job(id, Phase::Done).await
             }
             Err(e) => {
-                let attempts = job.attempts + 1;
+                let attempts = attempts + 1;
                 if attempts >= self.settings.report_attempts {
                     tracing::error!(error = %e, attempts, "reporting the job result failed; giving up");
-                    return self.store.finish_job(job.id, Phase::Failed).await;
+                    return self.store.finish_job(id, Phase::Failed).await;
                 }
                 tracing::warn!(error = %e, attempts, "reporting the job result failed; will retry");
                 let next = self.store.clock().now_ms() + self.backoff_ms(attempts) as i64;
-                self.store.retry_job(job.id, next, attempts).await
+                self.store.retry_job(id, next, attempts).await
             }
         }
     }

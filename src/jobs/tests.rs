@@ -247,3 +247,72 @@ async fn workers_run_queued_jobs_and_wait_idle_returns_once_they_are_done() {
         tokio::time::timeout(Duration::from_secs(5), w).await.unwrap().unwrap();
     }
 }
+
+/// Holds every run until `n` runs are in at once, then reports.
+struct Gather {
+    barrier: tokio::sync::Barrier,
+}
+
+#[async_trait]
+impl JobRunner for Gather {
+    async fn run(&self, _job: JobRow, _last_try: bool) -> Step {
+        self.barrier.wait().await;
+        Step::Report { errcode: 0, result: "{}".into() }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_runs_a_job_at_the_same_time_so_a_backlog_drains_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 };
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(crate::store::SystemClock)).unwrap();
+    let sdk = Arc::new(Recorder::default());
+    let jobs = Jobs::new(store, sdk.clone(), JobSettings { workers: 4, ..settings() });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Each run waits until four are in: with fewer running at once, none would ever finish.
+    let workers = jobs.spawn_workers(Arc::new(Gather { barrier: tokio::sync::Barrier::new(4) }), stop_rx);
+    for i in 0..8 {
+        jobs.enqueue(job(JobKind::Ability, &format!("k{i}"))).await.unwrap();
+    }
+    let counts = jobs.wait_idle(Duration::from_secs(10)).await.expect("four jobs run at once, twice");
+    assert_eq!((counts.done, sdk.reports.lock().unwrap().len()), (8, 8));
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(5), w).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_call_is_reported_in_its_context_and_a_failed_report_is_retried() {
+    let f = fixture();
+    f.sdk.fail_reports.store(2, Ordering::SeqCst);
+    assert!(f.jobs.report_refused(ctx(), 900_301, r#"{"errcode":900301}"#.into()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while f.sdk.reports.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the refusal was never reported");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reports = f.sdk.reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].0, ctx(), "in the refused call's own context");
+    assert_eq!(reports[0].1, serde_json::json!({"errcode": 900_301, "result": "{\"errcode\":900301}"}));
+    assert_eq!(f.sdk.fail_reports.load(Ordering::SeqCst), 0, "after the two failed tries");
+    assert_eq!(f.jobs.counts().await.unwrap(), JobCounts::default(), "a refusal records no job");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_number_of_refusals_wait_for_their_report_and_a_finished_one_makes_room() {
+    let f = fixture();
+    f.sdk.fail_reports.store(1_000_000, Ordering::SeqCst);
+    // max_pending is 10, so the floor of 1024 may wait; the next one, while they wait (their
+    // reports keep failing), is not taken on.
+    let taken = (0..1025).filter(|_| f.jobs.report_refused(ctx(), 900_301, "{}".into())).count();
+    assert_eq!(taken, 1024);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !f.jobs.report_refused(ctx(), 900_301, "{}".into()) {
+        assert!(tokio::time::Instant::now() < deadline, "no room was ever made");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(f.sdk.fail_reports.load(Ordering::SeqCst) <= 1_000_000 - 3, "room is made once one gave up after 3 tries");
+    assert!(f.sdk.reports.lock().unwrap().is_empty());
+}

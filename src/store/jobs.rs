@@ -218,19 +218,6 @@ impl Store {
         .await
     }
 
-    /// Claims job `id` if it is unclaimed and unfinished.
-    pub async fn claim_job_by_id(&self, id: i64) -> Result<Option<JobRow>, StoreError> {
-        self.call(move |conn| {
-            let sql = format!(
-                "UPDATE jobs SET claimed = 1, runs = runs + (phase = 'run')
-                 WHERE id = ?1 AND claimed = 0 AND phase IN ('run', 'report')
-                 RETURNING {COLUMNS}"
-            );
-            conn.query_row(&sql, params![id], job_from_row).optional()?.transpose()
-        })
-        .await
-    }
-
     /// Records resumable state of a running job and, optionally, moves one of its corp's cursors
     /// in the same transaction.
     pub async fn checkpoint_job(
@@ -252,14 +239,16 @@ impl Store {
         .await
     }
 
-    /// Stores a job's result and releases it for reporting now. The input is dropped.
-    pub async fn job_to_report(&self, id: i64, errcode: i64, result: String) -> Result<(), StoreError> {
+    /// Stores a job's result, due for reporting now, and drops its input. With `hold` the caller
+    /// keeps its claim and reports at once (a restart releases the claim); otherwise the row is
+    /// released for any worker.
+    pub async fn job_to_report(&self, id: i64, errcode: i64, result: String, hold: bool) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
             conn.execute(
-                "UPDATE jobs SET phase = 'report', claimed = 0, attempts = 0, report_errcode = ?2,
+                "UPDATE jobs SET phase = 'report', claimed = ?5, attempts = 0, report_errcode = ?2,
                  report_result = ?3, payload = '', progress = NULL, next_ms = ?4 WHERE id = ?1",
-                params![id, errcode, result, now],
+                params![id, errcode, result, now, hold],
             )?;
             Ok(())
         })

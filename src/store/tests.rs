@@ -157,7 +157,7 @@ async fn enqueue_refuses_when_max_pending_jobs_are_unfinished_and_counts_them_ac
     assert!(matches!(f.store.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
     assert_eq!(f.store.fingerprint().await.unwrap(), before);
     // A job that moves to report is still unfinished; a reopened store counts it too.
-    f.store.job_to_report(id, 0, "r".into()).await.unwrap();
+    f.store.job_to_report(id, 0, "r".into(), false).await.unwrap();
     let reopened = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
     assert!(matches!(reopened.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
     // Finishing frees the slot, once: finishing again does not count twice.
@@ -176,7 +176,7 @@ async fn a_job_moves_from_run_to_report_to_done_and_drops_its_input() {
     assert_eq!((job.phase, job.runs, job.payload.as_str()), (Phase::Run, 1, "{}"));
     assert!(f.store.claim_job().await.unwrap().is_none(), "a claimed job is not claimed twice");
     assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 1, done: 0, failed: 0 });
-    f.store.job_to_report(id, 0, "out".into()).await.unwrap();
+    f.store.job_to_report(id, 0, "out".into(), false).await.unwrap();
     let job = f.store.claim_job().await.unwrap().unwrap();
     assert_eq!((job.phase, job.runs, job.report.clone()), (Phase::Report, 1, Some((0, "out".into()))));
     assert!(job.payload.is_empty());
@@ -184,6 +184,24 @@ async fn a_job_moves_from_run_to_report_to_done_and_drops_its_input() {
     let job = f.store.job(id).await.unwrap().unwrap();
     assert_eq!((job.phase, job.report), (Phase::Done, None));
     assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 1, failed: 0 });
+}
+
+#[tokio::test]
+async fn a_result_recorded_under_a_held_claim_is_not_claimable_until_a_restart_then_resumes_at_its_report() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
+    f.store.claim_job().await.unwrap().unwrap();
+    f.store.job_to_report(id, 7, "out".into(), true).await.unwrap();
+    assert!(f.store.claim_job().await.unwrap().is_none(), "the worker that ran it still holds it");
+    assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 1, done: 0, failed: 0 });
+    let reopened = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
+    let job = reopened.claim_job().await.unwrap().unwrap();
+    assert_eq!(
+        (job.phase, job.runs, job.report),
+        (Phase::Report, 1, Some((7, "out".into()))),
+        "reported, not run again"
+    );
+    assert!(job.payload.is_empty());
 }
 
 #[tokio::test]

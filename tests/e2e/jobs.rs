@@ -127,3 +127,45 @@ async fn a_call_refused_for_a_full_job_queue_is_reported_so_its_result_ends() {
     assert_eq!(done_data(&first)["chat_list"].as_array().unwrap().len(), 1);
     assert_eq!(env.settle_jobs().await.done, 1, "only the accepted job was recorded");
 }
+
+#[tokio::test]
+async fn a_burst_refused_while_the_sdk_pool_is_taken_is_still_reported_call_by_call() {
+    // One SDK slot, held by the accepted job's slow call: the refusals' reports first find the pool
+    // busy (900104 after the queue wait) and must be retried, not dropped.
+    let env = TestEnv::spawn_with(|c| {
+        c.jobs.max_pending = 1;
+        c.jobs.report_backoff_ms = 100;
+        c.sdk.pool_size = 1;
+        c.sdk.queue_wait_ms = 100;
+    })
+    .await;
+    env.control("faults", json!({"api": "search_chat", "count": 1, "delay_ms": 1500})).await;
+    let busy =
+        env.app_async("invoke_search_chat", r#"{"query_word":"VIP"}"#).await["jobid"].as_str().unwrap().to_owned();
+    // The slow call is inside the zone (its fault was taken), holding the only slot.
+    let faults = format!("{}/local/faults", env.zone_url());
+    crate::helpers::poll(
+        || async { env.http.get(&faults).send().await.unwrap().json::<Value>().await.unwrap()["pending"].clone() },
+        |v| *v == json!({}),
+    )
+    .await;
+    let mut refused = Vec::new();
+    for _ in 0..6 {
+        refused.push(env.app_async("list_abilities", "{}").await["jobid"].as_str().unwrap().to_owned());
+    }
+    for (n, jobid) in refused.iter().enumerate() {
+        let done = crate::helpers::poll(
+            || async { json!({"refused": n, "result": env.async_result(jobid).await}) },
+            |v| v["result"]["errcode"] != 0 || v["result"]["status"] != 0,
+        )
+        .await;
+        assert_eq!(done["result"]["response_errcode"], 900_301, "{done}");
+    }
+    let first = crate::helpers::poll(
+        || async { json!({"accepted": env.async_result(&busy).await}) },
+        |v| v["accepted"]["errcode"] != 0 || v["accepted"]["status"] != 0,
+    )
+    .await;
+    assert_eq!(done_data(&first["accepted"])["chat_list"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(env.settle_jobs().await.done, 1, "only the accepted job was recorded");
+}
