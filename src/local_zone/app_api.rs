@@ -186,7 +186,7 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
             protocol_mismatch: false,
             fail_list: Vec::new(),
         };
-        data.program_jobs.insert(jobid.clone(), job);
+        data.add_program_job(job);
         (jobid, job_info)
     };
     let call = ProgramCall {

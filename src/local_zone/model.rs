@@ -336,8 +336,10 @@ pub struct ZoneData {
     pub export_codes: HashMap<String, i64>,
     /// Export jobs by id.
     pub exports: BTreeMap<String, ExportJob>,
-    /// Program jobs by jobid.
+    /// Program jobs by jobid (insert with [`ZoneData::add_program_job`]).
     pub program_jobs: BTreeMap<String, ProgramJob>,
+    /// Program jobs' `job_info` → jobid, so a report finds its job without a scan.
+    pub program_job_by_info: HashMap<String, String>,
     /// Model tasks by jobid.
     pub model_tasks: BTreeMap<String, ModelTask>,
     /// Pages of `sync_msg` mode 1/2: page_id → message seqs.
@@ -353,6 +355,18 @@ pub struct ZoneData {
 }
 
 impl ZoneData {
+    /// Records a program job, findable by jobid and by `job_info`.
+    pub fn add_program_job(&mut self, job: ProgramJob) {
+        self.program_job_by_info.insert(job.job_info.clone(), job.jobid.clone());
+        self.program_jobs.insert(job.jobid.clone(), job);
+    }
+
+    /// The program job whose invoke context carries `job_info`.
+    pub fn program_job_by_info(&mut self, job_info: &str) -> Option<&mut ProgramJob> {
+        let jobid = self.program_job_by_info.get(job_info)?;
+        self.program_jobs.get_mut(jobid)
+    }
+
     /// A fresh id with a prefix: `prefix` + 16 hex digits.
     pub fn mint(&mut self, prefix: &str) -> String {
         self.next_id += 1;

@@ -172,11 +172,7 @@ fn program_async_job_call_back(shared: &Arc<Shared>, msg: &InvokeMessage, req: &
         return Err(ApiError::invalid("job_info", "the call is not made in a job context"));
     }
     let mut data = shared.data();
-    let job = data
-        .program_jobs
-        .values_mut()
-        .find(|j| j.job_info == msg.job_info)
-        .ok_or_else(|| ApiError::invalid("job_info", "no such job"))?;
+    let job = data.program_job_by_info(&msg.job_info).ok_or_else(|| ApiError::invalid("job_info", "no such job"))?;
     if job.report.is_some() {
         return Err(ApiError::invalid("job_info", "the job's result was already reported"));
     }

@@ -335,20 +335,17 @@ fn own_task(
     let (jobid, job_info) = {
         let mut data = shared.data();
         let (jobid, job_info) = (data.mint("JOB"), data.mint("JI"));
-        data.program_jobs.insert(
-            jobid.clone(),
-            ProgramJob {
-                kind,
-                jobid: jobid.clone(),
-                job_info: job_info.clone(),
-                ability_id: ability_id.clone(),
-                created: now,
-                report: None,
-                delivery_error: None,
-                protocol_mismatch: false,
-                fail_list: fails,
-            },
-        );
+        data.add_program_job(ProgramJob {
+            kind,
+            jobid: jobid.clone(),
+            job_info: job_info.clone(),
+            ability_id: ability_id.clone(),
+            created: now,
+            report: None,
+            delivery_error: None,
+            protocol_mismatch: false,
+            fail_list: fails,
+        });
         (jobid, job_info)
     };
     let call = ProgramCall { ability_id, is_async: true, job_info, data: input, ..ProgramCall::default() };
