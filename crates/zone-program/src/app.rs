@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::jobs::{JobSettings, Jobs};
 use crate::keyring::Keyring;
-use crate::sdk::{self, ZoneSdk};
+use crate::program::Program;
+use crate::sdk::ZoneSdk;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -36,8 +37,20 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// The abilities of this deployment.
     pub abilities: Arc<Registry>,
-    /// Event handling state (cursor locks).
+    /// The event handlers and their state (cursor locks).
     pub events: Arc<Events>,
+}
+
+impl AppState {
+    /// What every handler context is made of.
+    pub(crate) fn parts(&self) -> crate::context::Parts {
+        crate::context::Parts {
+            sdk: self.sdk.clone(),
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+            poll_interval: Duration::from_millis(self.config.jobs.model_poll_interval_ms),
+        }
+    }
 }
 
 /// A built, bound, not yet running program.
@@ -47,14 +60,24 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the configured SDK backend (refusing to start if it cannot) and binds `server.listen`.
+    /// The stock program: [`Program::stock`]`(config).build()` (the configured SDK backend, refusing
+    /// to start if it cannot, and `server.listen` bound).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let sdk = sdk::build(&config).context("starting the SDK backend")?;
-        Self::build_with_sdk(config, sdk).await
+        Program::stock(config).build().await
     }
 
     /// Like [`App::build`] with a given backend.
     pub async fn build_with_sdk(config: Config, sdk: Arc<dyn ZoneSdk>) -> anyhow::Result<Self> {
+        Program::stock(config).sdk(sdk).build().await
+    }
+
+    /// Binds the listener, opens the store and loads the keyring around the assembled parts.
+    pub(crate) async fn assemble(
+        config: Config,
+        sdk: Arc<dyn ZoneSdk>,
+        abilities: Registry,
+        events: Events,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", config.server.listen))?;
@@ -63,7 +86,6 @@ impl App {
         let keyring = Keyring::load(&config.keyring)?;
         tracing::info!(keys = keyring.len(), "keyring loaded");
         let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings::from_config(&config.jobs));
-        let abilities = Registry::new(config.abilities.max_input_bytes, config.abilities.output_envelope);
         let state = AppState {
             config: Arc::new(config),
             sdk,
@@ -72,7 +94,7 @@ impl App {
             jobs,
             keyring: Arc::new(keyring),
             abilities: Arc::new(abilities),
-            events: Arc::new(Events::default()),
+            events: Arc::new(events),
         };
         Ok(Self { listener, state })
     }

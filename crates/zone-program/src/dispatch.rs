@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::abilities::{AbilityCx, Output};
 use crate::app::AppState;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, ErrorCode, is_callers_fault};
 use crate::jobs::{JobRunner, Step};
 use crate::sdk::{CallContext, CallType, Callback};
 use crate::store::{JobKind, JobRow, NewJob};
@@ -35,7 +35,7 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         // The detail of an internal failure is logged here, never replied; it carries no content.
         Err(AppError::Internal(detail)) => tracing::error!(detail = %format!("{detail:#}"), "request failed"),
         // A caller's mistake is the caller's to see in the reply; the program's own trouble is logged.
-        Err(e) if is_callers(e.code()) => tracing::debug!(errcode = e.code().code(), error = %e, "request refused"),
+        Err(e) if is_callers_fault(e.code()) => tracing::debug!(errcode = e.code().code(), error = %e, "request refused"),
         Err(e) => tracing::warn!(errcode = e.code().code(), error = %e, "request failed"),
         Ok(_) => {}
     }
@@ -46,31 +46,9 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
     text
 }
 
-/// Codes that describe the caller's request rather than the program's state.
-fn is_callers(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::InvalidInput
-            | ErrorCode::InputTooLarge
-            | ErrorCode::UnknownAbility
-            | ErrorCode::NotifyDataNotFound
-            | ErrorCode::NotifyDataExpired
-            | ErrorCode::NotifyDataTaken
-            | ErrorCode::MissingNotifyId
-    )
-}
-
 /// The context an ability runs in.
 fn ability_cx(state: &AppState, ctx: CallContext, notify_id: String, budget: Duration) -> AbilityCx {
-    AbilityCx {
-        sdk: state.sdk.clone(),
-        store: state.store.clone(),
-        keyring: state.keyring.clone(),
-        ctx,
-        notify_id,
-        poll_interval: Duration::from_millis(state.config.jobs.model_poll_interval_ms),
-        deadline: tokio::time::Instant::now() + budget,
-    }
+    AbilityCx::new(&state.parts(), ctx, notify_id, tokio::time::Instant::now() + budget)
 }
 
 async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
@@ -162,7 +140,11 @@ impl JobRunner for Runner {
                 let (errcode, result) = self.state.abilities.reply(outcome);
                 Step::Report { errcode, result }
             }
-            JobKind::Event => crate::events::run_job(&self.state, job, last_try).await,
+            JobKind::Event => match crate::events::run_job(&self.state, job, last_try).await {
+                crate::events::EventStep::Done => Step::Done,
+                crate::events::EventStep::Retry => Step::Retry,
+                crate::events::EventStep::Failed => Step::Failed,
+            },
         }
     }
 }

@@ -61,6 +61,36 @@ impl AppError {
     }
 }
 
+impl SdkError {
+    /// The program error code an SDK failure becomes in a reply: the one place that maps them.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Invoke { .. } | Self::Unavailable(_) => ErrorCode::SdkInvokeFailed,
+            Self::Errcode { .. } => ErrorCode::SdkErrcode,
+            Self::Timeout => ErrorCode::SdkTimeout,
+            Self::Busy => ErrorCode::SdkBusy,
+            Self::BadResponse => ErrorCode::SdkBadResponse,
+            // A typed request over a documented limit carries the caller's values.
+            Self::Limit { .. } => ErrorCode::InvalidInput,
+        }
+    }
+}
+
+/// Whether `code` describes the caller's request rather than the program's state (logged at
+/// `debug` rather than `warn`).
+pub fn is_callers_fault(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::InvalidInput
+            | ErrorCode::InputTooLarge
+            | ErrorCode::UnknownAbility
+            | ErrorCode::NotifyDataNotFound
+            | ErrorCode::NotifyDataExpired
+            | ErrorCode::NotifyDataTaken
+            | ErrorCode::MissingNotifyId
+    )
+}
+
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

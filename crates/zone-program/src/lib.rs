@@ -1,10 +1,19 @@
-//! The WeCom data & intelligence zone program. A request's path, top to bottom:
-//! [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event → the decoded request's `ReplyBuilder`.
+//! The WeCom data & intelligence zone program, as a library a provider builds on. A request's path,
+//! top to bottom: [`http`] → [`sdk`]`::decode` → [`dispatch`] → ability / event handler → the decoded
+//! request's `ReplyBuilder`.
+//!
+//! The extension API is re-exported here: build a program with [`Program::builder`], add
+//! [`Handler`]s (abilities) and [`EventHandler`]s; they run with an [`AbilityCx`] / [`EventCx`]
+//! whose [`Sdk`] has a typed method per documented SDK API.
+
+#![deny(missing_docs)]
 
 /// The call_type 1 abilities: registry, `invoke_<api>`, `get_callback_data`, workflows.
 pub mod abilities;
 /// The program's state and its build / run / shutdown.
 pub mod app;
+/// What handlers may use: [`AbilityCx`], [`EventCx`], [`context::NotifyStore`].
+pub mod context;
 /// The `serve` / `check-config` / `preflight` command line of the image's binary (and its start-up).
 pub mod cli;
 /// Typed configuration: defaults, file, `ZONE_PROGRAM_*` overrides, validation.
@@ -26,9 +35,18 @@ pub mod jobs;
 pub mod keyring;
 /// `preflight`: the start check (config, key files, SDK library, data directory, port).
 pub mod preflight;
-/// The zone SDK seam and its backends.
+/// The builder: configuration + abilities + event handlers → [`app::App`].
+pub mod program;
+/// The zone SDK seam, its backends and the typed client ([`sdk::api`]).
 pub mod sdk;
 /// Durable state: notify data, job rows, listing cursors (embedded SQLite).
 pub mod store;
 /// Logging and metrics.
 pub mod telemetry;
+
+pub use abilities::{Ability, AbilityInfo, Handler, Output, Validate, ok_with};
+pub use context::{AbilityCx, EventCx, NotifyStore};
+pub use error::{AppError, ErrorCode};
+pub use events::{Event, EventHandler, EventStep, EventType};
+pub use program::Program;
+pub use sdk::api::Sdk;

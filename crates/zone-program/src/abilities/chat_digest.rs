@@ -77,7 +77,7 @@ impl Handler for ChatDigest {
     }
 
     async fn run(&self, cx: &AbilityCx, input: Input) -> Result<Output, AppError> {
-        let now = cx.store.clock().now_ms() / 1000;
+        let now = cx.now_secs();
         let (start, end) = messages::validate_range(input.start_time, input.end_time, now, DEFAULT_SPAN_SECS)?;
         let source = messages::source(input.chatid, input.participants, input.msg_list, MAX_MESSAGES)?;
         let max = input.max_messages.unwrap_or(5000);

@@ -86,7 +86,7 @@ impl Handler for CustomerProfile {
     }
 
     async fn run(&self, cx: &AbilityCx, input: Input) -> Result<Output, AppError> {
-        let now = cx.store.clock().now_ms() / 1000;
+        let now = cx.now_secs();
         let (start, end) = messages::validate_range(input.start_time, input.end_time, now, DEFAULT_SPAN_SECS)?;
         let source = match input.msg_list {
             Some(list) => Source::Given(list),

@@ -44,15 +44,15 @@ impl Handler for GetCallbackData {
     }
 
     async fn run(&self, cx: &AbilityCx, _input: Input) -> Result<Output, AppError> {
-        if cx.notify_id.is_empty() {
+        if cx.notify_id().is_empty() {
             return Err(AppError::Input {
                 code: ErrorCode::MissingNotifyId,
                 reason: "the call has no notify_id".into(),
             });
         }
-        let id = NotifyId::parse(&cx.notify_id)
+        let id = NotifyId::parse(cx.notify_id())
             .map_err(|e| AppError::Input { code: ErrorCode::MissingNotifyId, reason: e.to_string() })?;
-        match cx.store.take_notify(&cx.ctx.corp_id, &id).await? {
+        match cx.notify().take(&cx.call().corp_id, &id).await? {
             Ok(data) => RawJson::parse(data).map(Output::Raw).ok_or(AppError::Code(ErrorCode::Internal)),
             Err(TakeError::NotFound) => Err(ErrorCode::NotifyDataNotFound.into()),
             Err(TakeError::Expired) => Err(ErrorCode::NotifyDataExpired.into()),

@@ -52,7 +52,7 @@ impl Ability for Invoke {
         } else {
             data.to_owned()
         };
-        let response = cx.sdk.invoke(&cx.ctx, self.api.name, &request).await?;
+        let response = cx.sdk().invoke(self.api.name, &request).await?;
         RawJson::parse(response).map(Output::Raw).ok_or_else(|| SdkError::BadResponse.into())
     }
 }

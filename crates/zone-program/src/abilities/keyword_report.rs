@@ -13,6 +13,7 @@ use super::input::{max_len, too_large};
 use super::messages::{self, LISTING_LIMIT, MsgRef};
 use super::{AbilityCx, AbilityInfo, Handler, Output, Validate, ok_with};
 use crate::error::AppError;
+use crate::sdk::api::{HitMsgListRequest, RuleListRequest};
 
 /// The ability id.
 pub const ID: &str = "keyword_report";
@@ -84,7 +85,7 @@ impl Handler for KeywordReport {
     }
 
     async fn run(&self, cx: &AbilityCx, input: Input) -> Result<Output, AppError> {
-        let now = cx.store.clock().now_ms() / 1000;
+        let now = cx.now_secs();
         let (start, end) = messages::validate_range(input.start_time, input.end_time, now, DEFAULT_SPAN_SECS)?;
         let names = rule_names(cx).await?;
         let max = input.max_hits.unwrap_or(10_000);
@@ -97,19 +98,18 @@ impl Handler for KeywordReport {
                 truncated = true;
                 break;
             }
-            let mut request = json!({ "need_detail": 1, "limit": LISTING_LIMIT });
-            match &cursor {
-                None => request["begin_time"] = json!(start),
-                Some(c) => request["cursor"] = json!(c),
-            }
-            if let Some(token) = &input.token {
-                request["token"] = json!(token);
-            }
-            let page = messages::call(cx, "get_hit_msg_list", &request).await?;
-            let raw = page.get("msg_list").and_then(Value::as_array).cloned().unwrap_or_default();
-            let items = messages::items_of(&page)?;
+            let request = HitMsgListRequest {
+                begin_time: cursor.is_none().then_some(start),
+                cursor: cursor.clone(),
+                token: input.token.clone(),
+                need_detail: Some(1),
+                limit: Some(LISTING_LIMIT),
+            };
+            let page = cx.sdk().get_hit_msg_list(request).await?;
+            let raw = &page.msg_list;
+            let items = messages::msg_refs(raw)?;
             let mut past_end = false;
-            for (item, raw) in items.iter().zip(&raw) {
+            for (item, raw) in items.iter().zip(raw) {
                 past_end |= item.send_time > end;
                 if item.send_time < start || item.send_time > end {
                     continue;
@@ -128,12 +128,10 @@ impl Handler for KeywordReport {
                     entry.msgids.push(item.msgid.clone());
                 }
             }
-            let has_more = page.get("has_more").is_some_and(|h| h.as_i64() == Some(1) || h.as_bool() == Some(true));
-            let next = page.get("next_cursor").and_then(Value::as_str).unwrap_or_default();
-            if !has_more || past_end || next.is_empty() {
+            if !page.has_more || past_end || page.next_cursor.is_empty() {
                 break;
             }
-            cursor = Some(next.to_owned());
+            cursor = Some(page.next_cursor);
         }
         if let Some(rule) = &input.rule_id {
             by_rule.entry(rule.clone()).or_default();
@@ -184,18 +182,18 @@ async fn rule_names(cx: &AbilityCx) -> Result<BTreeMap<String, String>, AppError
     let mut names = BTreeMap::new();
     let mut cursor = String::new();
     for _ in 0..MAX_CALLS {
-        let page = messages::call(cx, "get_rule_list", &json!({ "cursor": cursor, "limit": 100 })).await?;
-        for rule in page.get("rule_list").and_then(Value::as_array).into_iter().flatten() {
+        let request = RuleListRequest { cursor: Some(cursor.clone()).filter(|c| !c.is_empty()), limit: Some(100) };
+        let page = cx.sdk().get_rule_list(request).await?;
+        for rule in &page.rule_list {
             if let (Some(id), Some(name)) =
                 (rule.get("rule_id").and_then(Value::as_str), rule.get("name").and_then(Value::as_str))
             {
                 names.insert(id.to_owned(), name.to_owned());
             }
         }
-        // `has_more` is a bool here (sdk-data-apis.md §1.2); accept 0/1 too.
-        let has_more = page.get("has_more").is_some_and(|h| h.as_bool() == Some(true) || h.as_i64() == Some(1));
-        cursor = page.get("next_cursor").and_then(Value::as_str).unwrap_or_default().to_owned();
-        if !has_more || cursor.is_empty() {
+        // `has_more` is a bool here (sdk-data-apis.md §1.2); 0/1 is read too.
+        cursor = page.next_cursor;
+        if !page.has_more || cursor.is_empty() {
             break;
         }
     }

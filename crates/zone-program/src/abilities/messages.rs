@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AbilityCx;
 use super::input::{max_len, non_empty};
@@ -14,6 +14,7 @@ pub use super::keys::{
     GivenMsg, Skipped, Unwrapped, failures, given, model_msg_list, skipped_json, unwrap_keys, validate_given,
 };
 use crate::error::AppError;
+use crate::sdk::api::{PageIdRequest, SyncMsgRequest};
 use crate::sdk::{SdkError, require_ok};
 
 /// Most messages in one model task.
@@ -148,15 +149,18 @@ pub async fn collect(
     let mut seen = HashSet::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_LISTING_CALLS {
-        let request = match &cursor {
-            None => json!({ "begin_time": start, "limit": LISTING_LIMIT, "mode": 2 }),
-            Some(c) => json!({ "cursor": c, "limit": LISTING_LIMIT, "mode": 2 }),
+        let request = SyncMsgRequest {
+            begin_time: cursor.is_none().then_some(start),
+            cursor: cursor.clone(),
+            limit: Some(LISTING_LIMIT),
+            mode: Some(2),
+            token: None,
         };
-        let page = call(cx, "sync_msg", &request).await?;
-        let mut items = items_of(&page)?;
-        for page_id in page_ids(&page) {
-            let listed = call(cx, "get_msg_list_by_page_id", &json!({ "page_id": page_id })).await?;
-            items.extend(items_of(&listed)?);
+        let page = cx.sdk().sync_msg(request).await?;
+        let mut items = msg_refs(&page.msg_list)?;
+        for page_id in page.page_ids() {
+            let listed = cx.sdk().get_msg_list_by_page_id(PageIdRequest { page_id }).await?;
+            items.extend(msg_refs(&listed.msg_list)?);
         }
         let mut past_end = false;
         for m in items {
@@ -170,12 +174,10 @@ pub async fn collect(
             }
             out.messages.push(m);
         }
-        let has_more = page.get("has_more").is_some_and(|h| h.as_i64() == Some(1) || h.as_bool() == Some(true));
-        let next = page.get("next_cursor").and_then(Value::as_str).unwrap_or_default();
-        if !has_more || past_end || next.is_empty() {
+        if !page.has_more || past_end || page.next_cursor.is_empty() {
             return Ok(out);
         }
-        cursor = Some(next.to_owned());
+        cursor = Some(page.next_cursor);
     }
     out.truncated = true;
     Ok(out)
@@ -183,7 +185,7 @@ pub async fn collect(
 
 /// Calls an SDK API and requires `errcode` 0.
 pub async fn call(cx: &AbilityCx, api: &str, request: &Value) -> Result<Value, AppError> {
-    let text = cx.sdk.invoke(&cx.ctx, api, &request.to_string()).await?;
+    let text = cx.sdk().invoke(api, &request.to_string()).await?;
     Ok(require_ok(api, &text)?)
 }
 
@@ -191,7 +193,12 @@ pub async fn call(cx: &AbilityCx, api: &str, request: &Value) -> Result<Value, A
 /// `get_hit_msg_list`).
 pub fn items_of(reply: &Value) -> Result<Vec<MsgRef>, AppError> {
     let Some(list) = reply.get("msg_list") else { return Ok(Vec::new()) };
-    let list = list.as_array().ok_or(SdkError::BadResponse)?;
+    msg_refs(list.as_array().ok_or(SdkError::BadResponse)?)
+}
+
+/// The message references of a typed page's `msg_list` ([`crate::sdk::api::MsgPage`]), read as
+/// [`items_of`] reads them.
+pub fn msg_refs(list: &[Value]) -> Result<Vec<MsgRef>, AppError> {
     list.iter()
         .map(|item| {
             let mut item = item.clone();
@@ -303,7 +310,7 @@ pub async fn gather(cx: &AbilityCx, source: Source, start: i64, end: i64, max: u
         Source::Given(list) => Ok(Gathered { messages: given(list), skipped: Vec::new(), truncated: false }),
         Source::Listed(selector) => {
             let collected = collect(cx, &selector, start, end, max).await?;
-            let (messages, skipped) = unwrap_keys(&cx.keyring, &cx.ctx.corp_id, collected.messages).await?;
+            let (messages, skipped) = unwrap_keys(cx.keyring(), &cx.call().corp_id, collected.messages).await?;
             Ok(Gathered { messages, skipped, truncated: collected.truncated })
         }
     }
@@ -312,6 +319,7 @@ pub async fn gather(cx: &AbilityCx, source: Source, start: i64, end: i64, max: u
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde_json::json;
 
     use super::*;
 

@@ -19,7 +19,6 @@ pub mod reply_suggestions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -27,11 +26,8 @@ use serde_json::{Value, json};
 
 use crate::config::OutputEnvelope;
 use crate::error::{AppError, ErrorCode};
-use crate::jobs::poll::PollPolicy;
-use crate::keyring::Keyring;
-use crate::sdk::{CallContext, ZoneSdk};
-use crate::store::Store;
 
+pub use crate::context::AbilityCx;
 pub use input::Validate;
 
 /// What an ability returns on success.
@@ -94,32 +90,6 @@ pub struct AbilityInfo {
     pub output_example: Value,
 }
 
-/// Everything an ability may use while it runs.
-#[derive(Clone)]
-pub struct AbilityCx {
-    /// The SDK, bounded by its pool.
-    pub sdk: Arc<dyn ZoneSdk>,
-    /// The store.
-    pub store: Store,
-    /// The private keys that unwrap message keys.
-    pub keyring: Arc<Keyring>,
-    /// The context of SDK calls (the request's, or the job's).
-    pub ctx: CallContext,
-    /// The notify_id the app passed, or empty.
-    pub notify_id: String,
-    /// First interval of model-task polling.
-    pub poll_interval: Duration,
-    /// When the ability must have answered (sync: within the request deadline; async: the job's).
-    pub deadline: tokio::time::Instant,
-}
-
-impl AbilityCx {
-    /// The polling policy for model tasks started by this call.
-    pub fn poll_policy(&self) -> PollPolicy {
-        PollPolicy { first_interval: self.poll_interval, deadline: self.deadline }
-    }
-}
-
 /// An ability as the registry sees it.
 #[async_trait]
 pub trait Ability: Send + Sync + 'static {
@@ -169,22 +139,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every ability: `invoke_<api>` for each whitelisted SDK API, `get_callback_data`, the
-    /// workflows, and `list_abilities` describing all of them.
-    pub fn new(max_input_bytes: usize, envelope: OutputEnvelope) -> Self {
-        let mut list: Vec<Arc<dyn Ability>> =
-            catalog::SDK_APIS.iter().map(|api| Arc::new(invoke::Invoke::new(api)) as Arc<dyn Ability>).collect();
-        list.push(Arc::new(Typed(get_callback_data::GetCallbackData)));
-        list.push(Arc::new(Typed(chat_digest::ChatDigest)));
-        list.push(Arc::new(Typed(keyword_report::KeywordReport)));
-        list.push(Arc::new(Typed(customer_profile::CustomerProfile)));
-        list.push(Arc::new(Typed(reply_suggestions::ReplySuggestions)));
-        let mut infos: Vec<AbilityInfo> = list.iter().map(|a| a.info()).collect();
+    /// The registry of `list` (a later ability with an id already listed replaces the earlier),
+    /// plus `list_abilities` describing all of them.
+    pub fn from_abilities(list: Vec<Arc<dyn Ability>>, max_input_bytes: usize, envelope: OutputEnvelope) -> Self {
+        let mut abilities: BTreeMap<String, Arc<dyn Ability>> = list.into_iter().map(|a| (a.info().id, a)).collect();
+        let mut infos: Vec<AbilityInfo> = abilities.values().map(|a| a.info()).collect();
         infos.push(list_abilities::ListAbilities::own_info());
         infos.sort_by(|a, b| a.id.cmp(&b.id));
-        list.push(Arc::new(Typed(list_abilities::ListAbilities::new(infos, envelope))));
-        let abilities = list.into_iter().map(|a| (a.info().id, a)).collect();
+        let list_abilities: Arc<dyn Ability> = Arc::new(Typed(list_abilities::ListAbilities::new(infos, envelope)));
+        abilities.insert(list_abilities.info().id, list_abilities);
         Self { abilities, max_input_bytes, envelope }
+    }
+
+    /// The stock registry (tests).
+    #[cfg(test)]
+    pub(crate) fn new(max_input_bytes: usize, envelope: OutputEnvelope) -> Self {
+        let mut config = crate::config::Config::default();
+        config.abilities.max_input_bytes = max_input_bytes;
+        config.abilities.output_envelope = envelope;
+        crate::program::Program::stock(config).into_registry()
     }
 
     /// The ability called `id`.

@@ -79,7 +79,7 @@ impl Handler for ReplySuggestions {
     }
 
     async fn run(&self, cx: &AbilityCx, input: Input) -> Result<Output, AppError> {
-        let now = cx.store.clock().now_ms() / 1000;
+        let now = cx.now_secs();
         let (start, end) = messages::validate_range(input.start_time, input.end_time, now, DEFAULT_SPAN_SECS)?;
         let source = messages::source(input.chatid, input.participants, input.msg_list, MODEL_BATCH)?;
         let last_n = input.last_n.unwrap_or(50);
@@ -90,7 +90,7 @@ impl Handler for ReplySuggestions {
         let mut suggestion = String::new();
         while !window.is_empty() {
             let request = json!({ "kb_id": input.kb_id, "msg_list": messages::model_msg_list(window) });
-            let outcome = match poll::run(cx.sdk.as_ref(), &cx.ctx, RECOMMEND_DIALOG, &request, cx.poll_policy()).await
+            let outcome = match poll::run(cx.sdk().backend().as_ref(), cx.call(), RECOMMEND_DIALOG, &request, cx.poll_policy()).await
             {
                 Ok((created, outcome)) => {
                     skipped.extend(messages::failures(&created.fail_list));

@@ -3,15 +3,18 @@
 //! idempotent: listing pages are checkpointed with their cursor, the notify_id is recorded in the
 //! same transaction as the stored data, and a retry after storing only notifies.
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{Event, EventType, FollowUp, dedupe_key, job_payload, parse};
-use crate::app::AppState;
+use super::{Event, EventHandler, EventStep, EventType, FollowUp};
+use crate::context::EventCx;
 use crate::error::AppError;
-use crate::jobs::Step;
-use crate::sdk::{CallContext, require_ok};
-use crate::store::{JobKind, JobRow, NewJob, NotifyEntry, NotifyId, StoreError};
+use crate::sdk::api::{
+    AgreePair, AgreeSingleRequest, ChatIdRequest, HitMsgListRequest, JobIdRequest, MsgPage, SpecNotifyAppRequest,
+    SyncMsgRequest,
+};
+use crate::store::{NotifyEntry, NotifyId, StoreError};
 
 /// Listing pages (of up to 1000 messages) one notification carries; more continue in a new part.
 pub const PAGES_PER_PART: usize = 10;
@@ -40,13 +43,6 @@ struct Progress {
     next_part: Option<u32>,
 }
 
-#[derive(Deserialize)]
-struct Payload {
-    event: Map<String, Value>,
-    #[serde(default)]
-    part: u32,
-}
-
 /// A listing the program follows with a stored cursor.
 struct Listing {
     api: &'static str,
@@ -54,69 +50,66 @@ struct Listing {
     need_detail: bool,
 }
 
-/// Runs one step of an event job (see the module doc).
-pub async fn run_job(state: &AppState, job: JobRow, last_try: bool) -> Step {
-    let Ok(payload) = serde_json::from_str::<Payload>(&job.payload) else {
-        tracing::error!("an event job payload does not parse; dropping it");
-        return Step::Failed;
-    };
-    let Ok(event) = parse(&Value::Object(payload.event.clone()).to_string(), usize::MAX) else {
-        return Step::Failed;
-    };
-    let mut progress: Progress = job.progress.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
+/// The stock handler of every event type: pull the follow-up, store it with the event under a
+/// fresh notify_id, notify the app with the type's scene (see the module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StockEvent;
+
+#[async_trait]
+impl EventHandler for StockEvent {
+    async fn handle(&self, cx: &EventCx, event: &Event) -> EventStep {
+        run(cx, event).await
+    }
+}
+
+/// One step of the stock handling of `event`.
+async fn run(cx: &EventCx, event: &Event) -> EventStep {
+    let (part, last_try) = (cx.part(), cx.last_try());
+    let mut progress: Progress = cx.progress().unwrap_or_default();
     if progress.notify_id.is_none() {
-        match store(state, &job, &event, payload.part, &mut progress, last_try).await {
+        match store(cx, event, part, &mut progress, last_try).await {
             Ok(()) => {}
             Err(step) => return step,
         }
     }
-    if let Some(part) = progress.next_part {
-        let next = NewJob {
-            kind: JobKind::Event,
-            dedupe_key: Some(dedupe_key(&job.ctx.corp_id, &event.raw, part)),
-            ctx: job.ctx.clone(),
-            payload: job_payload(&event.raw, part),
-        };
-        if let Err(e) = state.jobs.enqueue(next).await {
-            tracing::warn!(error = %e, "recording the next part of an event failed");
-            return if last_try { Step::Failed } else { Step::Retry };
-        }
+    if let Some(part) = progress.next_part
+        && let Err(e) = cx.continue_as_part(&event.raw, part).await
+    {
+        tracing::warn!(error = %e, "recording the next part of an event failed");
+        return if last_try { EventStep::Failed } else { EventStep::Retry };
     }
     let notify_id = progress.notify_id.unwrap_or_default();
-    let request = json!({ "notify_id": notify_id, "notify_scene": event.kind.scene() }).to_string();
-    let sent =
-        state.sdk.invoke(&job.ctx, "spec_notify_app", &request).await.and_then(|r| require_ok("spec_notify_app", &r));
-    match sent {
+    let request = SpecNotifyAppRequest { notify_id: Some(notify_id), notify_scene: Some(event.kind.scene()) };
+    match cx.sdk().spec_notify_app(request).await {
         Ok(_) => {
             tracing::info!(event_type = event.kind.name(), scene = event.kind.scene(), "app notified");
-            Step::Done
+            EventStep::Done
         }
         Err(e) if last_try => {
             tracing::error!(error = %e, "notifying the app failed; giving up");
-            Step::Failed
+            EventStep::Failed
         }
         Err(e) => {
             tracing::warn!(error = %e, "notifying the app failed; will retry");
-            Step::Retry
+            EventStep::Retry
         }
     }
 }
 
 /// Pulls the follow-up and stores the notify data; on failure returns the step to take.
 async fn store(
-    state: &AppState,
-    job: &JobRow,
+    cx: &EventCx,
     event: &Event,
     part: u32,
     progress: &mut Progress,
     last_try: bool,
-) -> Result<(), Step> {
+) -> Result<(), EventStep> {
     let mut data = event.raw.clone();
     data.insert("errcode".into(), json!(0));
     data.insert("errmsg".into(), json!("ok"));
     data.insert("notify_scene".into(), json!(event.kind.scene()));
     data.insert("part".into(), json!(part));
-    match pull(state, job, event, progress).await {
+    match pull(cx, event, progress).await {
         Ok(fields) => data.extend(fields),
         Err(e) if last_try => {
             tracing::error!(error = %e, "the event follow-up failed; notifying without it");
@@ -129,7 +122,7 @@ async fn store(
         }
         Err(e) => {
             tracing::warn!(error = %e, "the event follow-up failed; will retry");
-            return Err(Step::Retry);
+            return Err(EventStep::Retry);
         }
     }
     // More pages continue as a next part, unless the listing failed: the next event then picks
@@ -141,61 +134,54 @@ async fn store(
     let notify_id = NotifyId::generate();
     let entry = NotifyEntry {
         notify_id: notify_id.clone(),
-        corp_id: job.ctx.corp_id.clone(),
+        corp_id: cx.job.ctx.corp_id.clone(),
         data: Value::Object(data).to_string(),
     };
     progress.notify_id = Some(notify_id.as_str().to_owned());
     progress.items = Vec::new();
     let saved = serde_json::to_string(&*progress).expect("progress serialises");
-    match state.store.put_notify_for_job(entry, job.id, saved, None).await {
+    match cx.store.put_notify_for_job(entry, cx.job.id, saved, None).await {
         Ok(()) => Ok(()),
         Err(e) => {
             progress.notify_id = None;
             let full = matches!(e, StoreError::Full);
             tracing::warn!(error = %e, full, "storing the event's notify data failed");
-            Err(if last_try { Step::Failed } else { Step::Retry })
+            Err(if last_try { EventStep::Failed } else { EventStep::Retry })
         }
     }
 }
 
 /// The follow-up fields of `event`.
-async fn pull(
-    state: &AppState,
-    job: &JobRow,
-    event: &Event,
-    progress: &mut Progress,
-) -> Result<Map<String, Value>, AppError> {
-    let ctx = &job.ctx;
+async fn pull(cx: &EventCx, event: &Event, progress: &mut Progress) -> Result<Map<String, Value>, AppError> {
+    let sdk = cx.sdk();
     let mut fields = Map::new();
     match &event.follow_up {
         FollowUp::SyncMsg { token } => {
             let listing = Listing { api: "sync_msg", token: token.clone(), need_detail: false };
-            let has_more = pull_listing(state, job, &listing, progress).await?;
+            let has_more = pull_listing(cx, &listing, progress).await?;
             fields.insert("msg_list".into(), Value::Array(std::mem::take(&mut progress.items)));
             fields.insert("has_more".into(), json!(i32::from(has_more)));
         }
         FollowUp::HitMsgList { token } => {
             let listing = Listing { api: "get_hit_msg_list", token: token.clone(), need_detail: true };
-            let has_more = pull_listing(state, job, &listing, progress).await?;
+            let has_more = pull_listing(cx, &listing, progress).await?;
             fields.insert("msg_list".into(), Value::Array(std::mem::take(&mut progress.items)));
             fields.insert("has_more".into(), json!(i32::from(has_more)));
         }
         FollowUp::AgreeSingle { userid, external_userid } => {
-            let request = json!({ "item": [{ "userid": userid, "external_userid": external_userid }] });
-            let reply = call(state, ctx, "get_agree_status_single", &request).await?;
-            fields.insert("agreeinfo".into(), reply.get("agreeinfo").cloned().unwrap_or(json!([])));
+            let pair = AgreePair { userid: userid.clone(), external_userid: external_userid.clone() };
+            let reply = sdk.get_agree_status_single(AgreeSingleRequest { item: vec![pair] }).await?;
+            fields.insert("agreeinfo".into(), Value::Array(reply.agreeinfo));
         }
         FollowUp::AgreeRoom { chatid } => {
-            let reply = call(state, ctx, "get_agree_status_room", &json!({ "chatid": chatid })).await?;
-            fields.insert("agreeinfo".into(), reply.get("agreeinfo").cloned().unwrap_or(json!([])));
+            let reply = sdk.get_agree_status_room(ChatIdRequest { chatid: chatid.clone() }).await?;
+            fields.insert("agreeinfo".into(), Value::Array(reply.agreeinfo));
         }
         FollowUp::ExportStatus { jobid } => {
-            let mut reply = call(state, ctx, "get_chatdata_export_job_status", &json!({ "jobid": jobid })).await?;
-            if let Some(obj) = reply.as_object_mut() {
-                obj.remove("errcode");
-                obj.remove("errmsg");
-            }
-            fields.insert("export_job".into(), reply);
+            let mut reply = sdk.get_chatdata_export_job_status(JobIdRequest { jobid: jobid.clone() }).await?;
+            reply.fields.remove("errcode");
+            reply.fields.remove("errmsg");
+            fields.insert("export_job".into(), Value::Object(reply.fields));
         }
         FollowUp::None => {}
     }
@@ -207,50 +193,39 @@ async fn pull(
 
 /// Pulls up to [`PAGES_PER_PART`] pages of `listing` from the corp's stored cursor, checkpointing
 /// items and cursor after every page. Returns whether more remain.
-async fn pull_listing(
-    state: &AppState,
-    job: &JobRow,
-    listing: &Listing,
-    progress: &mut Progress,
-) -> Result<bool, AppError> {
-    let corp = &job.ctx.corp_id;
-    let lock = state.events.cursor_lock(corp, listing.api);
+async fn pull_listing(cx: &EventCx, listing: &Listing, progress: &mut Progress) -> Result<bool, AppError> {
+    let lock = cx.events.cursor_lock(&cx.call().corp_id, listing.api);
     let _held = lock.lock().await;
     if progress.cursor.is_none() && progress.pages == 0 {
-        progress.cursor = state.store.cursor(corp, listing.api).await?;
+        progress.cursor = cx.cursor(listing.api).await?;
     }
     while progress.pages < PAGES_PER_PART {
         // Empty cursor or token fields are left out: the SDK refuses them (protocol README §9).
-        let mut request = json!({ "limit": PAGE_LIMIT });
-        if let Some(c) = progress.cursor.as_deref().filter(|c| !c.is_empty()) {
-            request["cursor"] = json!(c);
-        }
-        if let Some(t) = &listing.token {
-            request["token"] = json!(t);
-        }
-        if listing.need_detail {
-            request["need_detail"] = json!(1);
-        }
-        let page = call(state, &job.ctx, listing.api, &request).await?;
-        let items = page.get("msg_list").and_then(Value::as_array).cloned().unwrap_or_default();
-        let next = page.get("next_cursor").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let has_more = page.get("has_more").is_some_and(|h| h.as_i64() == Some(1) || h.as_bool() == Some(true));
-        progress.items.extend(items);
+        let cursor = progress.cursor.clone().filter(|c| !c.is_empty());
+        let page = if listing.need_detail {
+            let request = HitMsgListRequest {
+                cursor,
+                token: listing.token.clone(),
+                need_detail: Some(1),
+                limit: Some(PAGE_LIMIT),
+                begin_time: None,
+            };
+            cx.sdk().get_hit_msg_list(request).await?
+        } else {
+            let request = SyncMsgRequest { cursor, token: listing.token.clone(), limit: Some(PAGE_LIMIT), ..Default::default() };
+            cx.sdk().sync_msg(request).await?
+        };
+        let MsgPage { has_more, next_cursor: next, msg_list, .. } = page;
+        progress.items.extend(msg_list);
         progress.pages += 1;
         if !next.is_empty() {
             progress.cursor = Some(next.clone());
         }
-        let saved = serde_json::to_string(&*progress).expect("progress serialises");
-        let cursor = (!next.is_empty()).then(|| (corp.clone(), listing.api.to_owned(), next.clone()));
-        state.store.checkpoint_job(job.id, saved, cursor).await?;
+        let cursor = (!next.is_empty()).then_some((listing.api, next.as_str()));
+        cx.checkpoint(&*progress, cursor).await?;
         if !has_more || next.is_empty() {
             return Ok(false);
         }
     }
     Ok(true)
-}
-
-async fn call(state: &AppState, ctx: &CallContext, api: &str, request: &Value) -> Result<Value, AppError> {
-    let reply = state.sdk.invoke(ctx, api, &request.to_string()).await?;
-    Ok(require_ok(api, &reply)?)
 }

@@ -7,18 +7,20 @@
 
 mod follow_up;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::app::AppState;
+use crate::context::EventCx;
 use crate::error::AppError;
 use crate::sdk::Callback;
-use crate::store::{JobKind, NewJob};
+use crate::store::{JobKind, JobRow, NewJob};
 
-pub use follow_up::run_job;
+pub use follow_up::StockEvent;
 
 /// Longest event token (events.md §3).
 pub const MAX_TOKEN_BYTES: usize = 128;
@@ -172,13 +174,57 @@ pub enum FollowUp {
     None,
 }
 
-/// Per-corp locks that keep two follow-ups from reading the same listing cursor at once.
-#[derive(Debug, Default)]
+/// What one run of an event handler asks of the job system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStep {
+    /// Handled: the job ends.
+    Done,
+    /// A transient failure: run again after a backoff (until `jobs.max_runs`).
+    Retry,
+    /// Gave up: the job ends as failed (and is counted).
+    Failed,
+}
+
+/// Handles the events of one or more types (registered with
+/// [`crate::Program::event_handler`]). Each accepted event is recorded as a durable job and
+/// acknowledged at once; the job then runs `handle`, again after a [`EventStep::Retry`] or a
+/// restart, so a handler records its progress in its [`EventCx`] and makes its last step resumable
+/// ([`EventCx::store_and_notify`]).
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Runs once for `event`.
+    async fn handle(&self, cx: &EventCx, event: &Event) -> EventStep;
+}
+
+/// The event handlers by `event_type`, and per-corp locks that keep two follow-ups from reading
+/// the same listing cursor at once.
+#[derive(Default)]
 pub struct Events {
+    handlers: BTreeMap<String, Arc<dyn EventHandler>>,
+    fallback: Option<Arc<dyn EventHandler>>,
     cursor_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Events {
+    /// `handlers` by `event_type`, and `fallback` for every other type.
+    pub fn new(handlers: BTreeMap<String, Arc<dyn EventHandler>>, fallback: Option<Arc<dyn EventHandler>>) -> Self {
+        Self { handlers, fallback, cursor_locks: Mutex::default() }
+    }
+
+    /// The handler of `event_type`, if any.
+    pub fn handler(&self, event_type: &str) -> Option<&Arc<dyn EventHandler>> {
+        self.handlers.get(event_type).or(self.fallback.as_ref())
+    }
+
     /// The lock of `(corp_id, listing)`.
     pub(crate) fn cursor_lock(&self, corp_id: &str, listing: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.cursor_locks.lock().expect("the lock map is never poisoned");
@@ -236,8 +282,8 @@ pub fn dedupe_key(corp_id: &str, raw: &Map<String, Value>, part: u32) -> String 
     if part == 0 { format!("event:{digest}") } else { format!("event:{digest}:{part}") }
 }
 
-/// The payload of an event job.
-pub(crate) fn job_payload(raw: &Map<String, Value>, part: u32) -> String {
+/// The payload of an event job (part `part` of the event `raw`).
+pub fn job_payload(raw: &Map<String, Value>, part: u32) -> String {
     json!({ "event": raw, "part": part }).to_string()
 }
 
@@ -246,6 +292,11 @@ pub(crate) fn job_payload(raw: &Map<String, Value>, part: u32) -> String {
 /// notify store is full (`StoreFull`), changes nothing.
 pub async fn accept(state: &AppState, callback: &Callback) -> Result<Value, AppError> {
     let event = parse(&callback.data, state.config.abilities.max_input_bytes)?;
+    let event_type = event.raw.get("event_type").and_then(Value::as_str).unwrap_or_default();
+    if state.events.handler(event_type).is_none() {
+        tracing::info!(event_type = event.kind.name(), "no handler for this event type; acknowledged only");
+        return Ok(json!({ "errcode": 0, "errmsg": "ok" }));
+    }
     // A full store is refused now, while WeCom can still deliver the event again later.
     if !state.store.notify_has_room().await? {
         return Err(AppError::Code(crate::error::ErrorCode::StoreFull));
@@ -259,6 +310,33 @@ pub async fn accept(state: &AppState, callback: &Callback) -> Result<Value, AppE
     let outcome = state.jobs.enqueue(job).await?;
     tracing::info!(event_type = event.kind.name(), scene = event.kind.scene(), ?outcome, "event accepted");
     Ok(json!({ "errcode": 0, "errmsg": "ok" }))
+}
+
+/// What an event job keeps: the event as received and which part of it the job handles.
+#[derive(serde::Deserialize)]
+struct Payload {
+    event: Map<String, Value>,
+    #[serde(default)]
+    part: u32,
+}
+
+/// Runs one step of an event job: the handler registered for its type, in an [`EventCx`].
+pub async fn run_job(state: &AppState, job: JobRow, last_try: bool) -> EventStep {
+    let Ok(payload) = serde_json::from_str::<Payload>(&job.payload) else {
+        tracing::error!("an event job payload does not parse; dropping it");
+        return EventStep::Failed;
+    };
+    let Ok(event) = parse(&Value::Object(payload.event).to_string(), usize::MAX) else {
+        return EventStep::Failed;
+    };
+    let event_type = event.raw.get("event_type").and_then(Value::as_str).unwrap_or_default();
+    let Some(handler) = state.events.handler(event_type).cloned() else {
+        tracing::warn!(event_type = event.kind.name(), "no handler for this event type any more; dropping it");
+        return EventStep::Done;
+    };
+    let budget = std::time::Duration::from_secs(state.config.jobs.model_poll_deadline_secs);
+    let cx = EventCx::new(&state.parts(), state.jobs.clone(), state.events.clone(), job, payload.part, last_try, budget);
+    handler.handle(&cx, &event).await
 }
 
 /// An example of what `get_callback_data` returns, with every key any event type may carry.

@@ -3,6 +3,7 @@
 //! `encode_reply`) and `invoke`. Backends: [`local`] (the local codec + HTTP to the local zone) and
 //! [`native`] (the vendor SDK through the C shim). [`pool`] bounds every backend's `invoke`.
 
+pub mod api;
 pub mod local;
 pub mod native;
 pub mod native_log;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{Config, SdkBackend};
-use crate::error::ErrorCode;
 
 /// What the program asks of the zone SDK.
 #[async_trait]
@@ -188,19 +188,14 @@ pub enum SdkError {
     /// The backend cannot serve this operation (e.g. the SDK is not loaded).
     #[error("sdk unavailable: {0}")]
     Unavailable(String),
-}
-
-impl SdkError {
-    /// The program error code this becomes in a reply.
-    pub fn error_code(&self) -> ErrorCode {
-        match self {
-            Self::Invoke { .. } | Self::Unavailable(_) => ErrorCode::SdkInvokeFailed,
-            Self::Errcode { .. } => ErrorCode::SdkErrcode,
-            Self::Timeout => ErrorCode::SdkTimeout,
-            Self::Busy => ErrorCode::SdkBusy,
-            Self::BadResponse => ErrorCode::SdkBadResponse,
-        }
-    }
+    /// A typed request breaks a documented limit; it was not sent ([`api::SdkRequest::check`]).
+    #[error("sdk {api} request refused before the call: {what}")]
+    Limit {
+        /// The API.
+        api: &'static str,
+        /// Which limit (names the field, never its value).
+        what: &'static str,
+    },
 }
 
 /// Checks that `response` is a JSON object whose `errcode` is 0 (or absent), and returns it parsed.
