@@ -119,8 +119,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    /// A committed test-only key (tests/e2e/keys), so unit tests never generate RSA keys.
-    const TEST_PRIVATE: &str = include_str!("../../zone-cli/tests/e2e/keys/test_rsa_private.pem");
+    /// A committed test-only key (crates/zone-testkit/keys), so unit tests never generate RSA keys.
+    const TEST_PRIVATE: &str = include_str!("../../zone-testkit/keys/test_rsa_private.pem");
 
     #[test]
     fn a_wrapped_key_unwraps_with_the_private_key_and_is_stable_per_version() {

@@ -5,4 +5,8 @@
 /// The developer configuration: the program's sections, `[local_zone]` and `[app]` from one file.
 pub mod config;
 
+/// The in-process test zone: the local zone and a program from a builder, on random ports.
+pub mod zone;
+
 pub use config::DevConfig;
+pub use zone::{CORP, DEADLINE, Hooks, Notified, PROGRAM, TestZone, TestZoneBuilder, poll};

@@ -130,7 +130,7 @@ async fn each_message_key_unwraps_with_the_current_public_key_version() {
     let secret = env.unwrap_secret_key(info["encrypted_secret_key"].as_str().unwrap());
     assert_eq!(secret.len(), 32);
 
-    let pem = include_str!("keys/test_rsa_public.pem");
+    let pem = include_str!("../../../zone-testkit/keys/test_rsa_public.pem");
     let set = |ver: i64| json!({"public_key": pem, "public_key_ver": ver});
     assert_eq!(env.app_post("set_public_key", &set(1)).await["errcode"], 40058, "the version must increase");
     assert_eq!(
