@@ -6,13 +6,20 @@
 #
 # The native SDK backend's tests need the shim and the stub SDK (native/build.sh: g++ and OpenSSL 3
 # headers). The end-to-end suite runs twice: on the local backend, then on the native backend
-# (ZONE_TEST_BACKEND=native, the shim over the stub SDK).
+# (ZONE_TEST_BACKEND=native, the shim over the stub SDK). The example provider crate
+# (examples/provider-ability) is built and tested from a copy outside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/native-deps.sh
 native/build.sh
 export ZONE_TEST_REQUIRE_NATIVE=1
 cargo test --workspace --all-targets "$@"
+
+echo "== examples/provider-ability: a provider's crate of its own, built from a copy outside the repository"
+# Its own manifest (not a workspace member), the workspace's target directory: only its own code and
+# the few dependencies whose features differ are built again.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+scripts/example-outside.sh
 
 echo "== the end-to-end suite again on the native backend (shim + stub SDK)"
 # Append the native-only tests' skip to the harness arguments (after "--" if the caller gave one).

@@ -241,11 +241,17 @@ impl EventCx {
         Ok(self.store.cursor(&self.job.ctx.corp_id, listing).await?)
     }
 
+    /// The notify_id an earlier run of this job stored its data under with
+    /// [`Self::store_and_notify`], if any: what is left to do is to notify.
+    pub fn stored_notify_id(&self) -> Option<NotifyId> {
+        self.progress::<Notified>().and_then(|n| NotifyId::parse(&n.notify_id).ok())
+    }
+
     /// Stores `data` (a JSON object) for the app under a fresh notify_id, recording it in the job
     /// in the same transaction, then calls `spec_notify_app` with `scene`. A run after a failure
     /// finds the recorded notify_id and only notifies, so the app never gets the data twice.
     pub async fn store_and_notify(&self, data: &Value, scene: u8) -> Result<NotifyId, AppError> {
-        let notify_id = match self.progress::<Notified>().and_then(|n| NotifyId::parse(&n.notify_id).ok()) {
+        let notify_id = match self.stored_notify_id() {
             Some(id) => id,
             None => {
                 let notify_id = NotifyId::generate();

@@ -9,7 +9,7 @@
 //! use zone_program::Program;
 //! # struct RiskAlert; struct OnHit;
 //! # #[async_trait::async_trait] impl zone_program::Handler for RiskAlert {
-//! #   type Input = zone_program::abilities::input::Empty;
+//! #   type Input = zone_program::abilities::get_callback_data::Input;
 //! #   fn info(&self) -> zone_program::AbilityInfo { unimplemented!() }
 //! #   async fn run(&self, _: &zone_program::AbilityCx, _: Self::Input) -> Result<zone_program::Output, zone_program::AppError> { unimplemented!() }
 //! # }
