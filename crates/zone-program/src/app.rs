@@ -42,6 +42,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The context of one ability call in `ctx`, due within `budget`.
+    pub(crate) fn ability_cx(&self, ctx: crate::sdk::CallContext, notify_id: String, budget: Duration) -> crate::context::AbilityCx {
+        crate::context::AbilityCx::new(&self.parts(), ctx, notify_id, tokio::time::Instant::now() + budget)
+    }
+
     /// What every handler context is made of.
     pub(crate) fn parts(&self) -> crate::context::Parts {
         crate::context::Parts {
@@ -123,7 +128,7 @@ impl App {
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let (stop_background, background_stop) = tokio::sync::watch::channel(false);
         let mut background =
-            self.state.jobs.spawn_workers(crate::dispatch::Runner::new(self.state.clone()), background_stop.clone());
+            self.state.jobs.spawn_workers(crate::jobs::runner::Runner::new(self.state.clone()), background_stop.clone());
         background.push(tokio::spawn(purge_loop(
             self.state.store.clone(),
             Duration::from_secs(self.state.config.store.purge_interval_secs),

@@ -6,22 +6,20 @@
 //!   refused in the acknowledgement; a full job queue is refused there and reported as well;
 //! - call_type 2: record the event's follow-up job and acknowledge ([`crate::events`]).
 //!
-//! Failures become `{errcode, errmsg}` here, wrapped in the configured output envelope.
+//! Failures become `{errcode, errmsg}` here, wrapped in the configured output envelope. Dispatch only
+//! routes: recorded jobs run in [`crate::jobs::runner`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::abilities::{AbilityCx, Output};
+use crate::abilities::Output;
 use crate::app::AppState;
 use crate::error::{AppError, ErrorCode, is_callers_fault};
-use crate::jobs::{JobRunner, Step};
-use crate::sdk::{CallContext, CallType, Callback};
-use crate::store::{JobKind, JobRow, NewJob};
+use crate::jobs::payload::{AbilityJob, JobPayload};
+use crate::sdk::{CallType, Callback};
+use crate::store::NewJob;
 use crate::telemetry::Metrics;
 
 /// Handles one decoded callback and returns the plaintext to encode as the reply.
@@ -46,28 +44,16 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
     text
 }
 
-/// The context an ability runs in.
-fn ability_cx(state: &AppState, ctx: CallContext, notify_id: String, budget: Duration) -> AbilityCx {
-    AbilityCx::new(&state.parts(), ctx, notify_id, tokio::time::Instant::now() + budget)
-}
-
 async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
     // Abilities plan for ¾ of the request deadline (model polling stops there); a call still running
     // at ⅞ is cut off and answered with 900009, leaving the rest for encoding and the network, so the
     // caller gets an encoded reply rather than the HTTP layer's bare timeout.
     let deadline = state.config.server.request_timeout_ms;
-    let cx = ability_cx(state, callback.context(), callback.notify_id.clone(), Duration::from_millis(deadline * 3 / 4));
+    let cx = state.ability_cx(callback.context(), callback.notify_id.clone(), Duration::from_millis(deadline * 3 / 4));
     let call = state.abilities.call(&cx, &callback.ability_id, &callback.data);
     tokio::time::timeout(Duration::from_millis(deadline * 7 / 8), call)
         .await
         .unwrap_or(Err(AppError::Code(ErrorCode::RequestTimeout)))
-}
-
-/// What an async ability job keeps of its request.
-#[derive(Serialize, Deserialize)]
-struct AbilityPayload {
-    data: String,
-    notify_id: String,
 }
 
 async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
@@ -81,13 +67,8 @@ async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, A
             .chain_update(callback.job_info.as_bytes());
         format!("ability:{}", hex::encode(digest.finalize()))
     });
-    let payload = AbilityPayload { data: callback.data.clone(), notify_id: callback.notify_id.clone() };
-    let job = NewJob {
-        kind: JobKind::Ability,
-        dedupe_key,
-        ctx: callback.context(),
-        payload: serde_json::to_string(&payload).expect("strings serialise"),
-    };
+    let payload = JobPayload::Ability(AbilityJob { data: callback.data.clone(), notify_id: callback.notify_id.clone() });
+    let job = NewJob { kind: payload.kind(), dedupe_key, ctx: callback.context(), payload: payload.to_text() };
     let outcome = match state.jobs.enqueue(job).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -107,44 +88,4 @@ async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, A
 fn report_refusal(state: &AppState, callback: &Callback, e: &AppError) {
     let (errcode, result) = state.abilities.reply(Err(AppError::Code(e.code())));
     state.jobs.report_refused(callback.context(), errcode, result);
-}
-
-/// Runs jobs for the workers: abilities through the registry, events through their handlers.
-pub struct Runner {
-    state: AppState,
-}
-
-impl Runner {
-    /// A runner over `state`.
-    pub fn new(state: AppState) -> Arc<Self> {
-        Arc::new(Self { state })
-    }
-}
-
-#[async_trait]
-impl JobRunner for Runner {
-    async fn run(&self, job: JobRow, last_try: bool) -> Step {
-        match job.kind {
-            JobKind::Ability => {
-                let outcome = match serde_json::from_str::<AbilityPayload>(&job.payload) {
-                    Ok(payload) => {
-                        let budget = Duration::from_secs(self.state.config.jobs.model_poll_deadline_secs);
-                        let cx = ability_cx(&self.state, job.ctx.clone(), payload.notify_id, budget);
-                        self.state.abilities.call(&cx, &job.ctx.ability_id, &payload.data).await
-                    }
-                    Err(_) => Err(AppError::Internal(anyhow::anyhow!("an ability job payload does not parse"))),
-                };
-                if let Err(AppError::Internal(detail)) = &outcome {
-                    tracing::error!(detail = %format!("{detail:#}"), "async job failed");
-                }
-                let (errcode, result) = self.state.abilities.reply(outcome);
-                Step::Report { errcode, result }
-            }
-            JobKind::Event => match crate::events::run_job(&self.state, job, last_try).await {
-                crate::events::EventStep::Done => Step::Done,
-                crate::events::EventStep::Retry => Step::Retry,
-                crate::events::EventStep::Failed => Step::Failed,
-            },
-        }
-    }
 }

@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::context::EventCx;
 use crate::error::AppError;
 use crate::sdk::Callback;
+use crate::jobs::payload::{EventJob, JobPayload};
 use crate::store::{JobKind, JobRow, NewJob};
 
 pub use follow_up::StockEvent;
@@ -284,7 +285,7 @@ pub fn dedupe_key(corp_id: &str, raw: &Map<String, Value>, part: u32) -> String 
 
 /// The payload of an event job (part `part` of the event `raw`).
 pub fn job_payload(raw: &Map<String, Value>, part: u32) -> String {
-    json!({ "event": raw, "part": part }).to_string()
+    JobPayload::Event(EventJob { event: raw.clone(), part }).to_text()
 }
 
 /// Accepts an event: parses it, records its follow-up job (a redelivery is recognised and not
@@ -312,17 +313,9 @@ pub async fn accept(state: &AppState, callback: &Callback) -> Result<Value, AppE
     Ok(json!({ "errcode": 0, "errmsg": "ok" }))
 }
 
-/// What an event job keeps: the event as received and which part of it the job handles.
-#[derive(serde::Deserialize)]
-struct Payload {
-    event: Map<String, Value>,
-    #[serde(default)]
-    part: u32,
-}
-
 /// Runs one step of an event job: the handler registered for its type, in an [`EventCx`].
 pub async fn run_job(state: &AppState, job: JobRow, last_try: bool) -> EventStep {
-    let Ok(payload) = serde_json::from_str::<Payload>(&job.payload) else {
+    let Some(JobPayload::Event(payload)) = JobPayload::parse(JobKind::Event, &job.payload) else {
         tracing::error!("an event job payload does not parse; dropping it");
         return EventStep::Failed;
     };

@@ -241,7 +241,7 @@ mod follow_ups {
 
     /// Runs jobs until none is unfinished (retries are due after a millisecond).
     async fn drive(state: &AppState) {
-        let runner: Arc<dyn JobRunner> = crate::dispatch::Runner::new(state.clone());
+        let runner: Arc<dyn JobRunner> = crate::jobs::runner::Runner::new(state.clone());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             state.jobs.run_until_empty(&runner).await.unwrap();

@@ -5,7 +5,9 @@
 //! job's own context, retried with exponential backoff; a job never ends silently: it is `done`,
 //! or `failed` and counted. [`poll`] is the model-task polling helper.
 
+pub mod payload;
 pub mod poll;
+pub mod runner;
 
 #[cfg(test)]
 mod tests;
