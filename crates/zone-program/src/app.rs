@@ -43,7 +43,12 @@ pub struct AppState {
 
 impl AppState {
     /// The context of one ability call in `ctx`, due within `budget`.
-    pub(crate) fn ability_cx(&self, ctx: crate::sdk::CallContext, notify_id: String, budget: Duration) -> crate::context::AbilityCx {
+    pub(crate) fn ability_cx(
+        &self,
+        ctx: crate::sdk::CallContext,
+        notify_id: String,
+        budget: Duration,
+    ) -> crate::context::AbilityCx {
         crate::context::AbilityCx::new(&self.parts(), ctx, notify_id, tokio::time::Instant::now() + budget)
     }
 
@@ -127,8 +132,10 @@ impl App {
         let router = crate::http::router(self.state.clone());
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let (stop_background, background_stop) = tokio::sync::watch::channel(false);
-        let mut background =
-            self.state.jobs.spawn_workers(crate::jobs::runner::Runner::new(self.state.clone()), background_stop.clone());
+        let mut background = self
+            .state
+            .jobs
+            .spawn_workers(crate::jobs::runner::Runner::new(self.state.clone()), background_stop.clone());
         background.push(tokio::spawn(purge_loop(
             self.state.store.clone(),
             Duration::from_secs(self.state.config.store.purge_interval_secs),

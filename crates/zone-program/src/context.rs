@@ -272,7 +272,8 @@ impl EventCx {
 
     /// Calls `spec_notify_app` for `notify_id` with `scene`.
     pub async fn notify_app(&self, notify_id: &NotifyId, scene: u8) -> Result<(), AppError> {
-        let request = SpecNotifyAppRequest { notify_id: Some(notify_id.as_str().to_owned()), notify_scene: Some(scene) };
+        let request =
+            SpecNotifyAppRequest { notify_id: Some(notify_id.as_str().to_owned()), notify_scene: Some(scene) };
         self.sdk.spec_notify_app(request).await?;
         Ok(())
     }

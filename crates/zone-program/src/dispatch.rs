@@ -33,7 +33,9 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         // The detail of an internal failure is logged here, never replied; it carries no content.
         Err(AppError::Internal(detail)) => tracing::error!(detail = %format!("{detail:#}"), "request failed"),
         // A caller's mistake is the caller's to see in the reply; the program's own trouble is logged.
-        Err(e) if is_callers_fault(e.code()) => tracing::debug!(errcode = e.code().code(), error = %e, "request refused"),
+        Err(e) if is_callers_fault(e.code()) => {
+            tracing::debug!(errcode = e.code().code(), error = %e, "request refused")
+        }
         Err(e) => tracing::warn!(errcode = e.code().code(), error = %e, "request failed"),
         Ok(_) => {}
     }
@@ -67,7 +69,8 @@ async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, A
             .chain_update(callback.job_info.as_bytes());
         format!("ability:{}", hex::encode(digest.finalize()))
     });
-    let payload = JobPayload::Ability(AbilityJob { data: callback.data.clone(), notify_id: callback.notify_id.clone() });
+    let payload =
+        JobPayload::Ability(AbilityJob { data: callback.data.clone(), notify_id: callback.notify_id.clone() });
     let job = NewJob { kind: payload.kind(), dedupe_key, ctx: callback.context(), payload: payload.to_text() };
     let outcome = match state.jobs.enqueue(job).await {
         Ok(outcome) => outcome,

@@ -12,12 +12,12 @@
 pub mod abilities;
 /// The program's state and its build / run / shutdown.
 pub mod app;
-/// What handlers may use: [`AbilityCx`], [`EventCx`], [`context::NotifyStore`].
-pub mod context;
 /// The `serve` / `check-config` / `preflight` command line of the image's binary (and its start-up).
 pub mod cli;
 /// Typed configuration: defaults, file, `ZONE_PROGRAM_*` overrides, validation.
 pub mod config;
+/// What handlers may use: [`AbilityCx`], [`EventCx`], [`context::NotifyStore`].
+pub mod context;
 /// Routes a decoded callback to an ability or an event handler.
 pub mod dispatch;
 /// The program's error codes and its one error type.

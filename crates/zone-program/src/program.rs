@@ -51,13 +51,7 @@ impl Program {
     /// A program with no ability and no event handler (`list_abilities` is always there: it
     /// describes whatever is registered).
     pub fn builder(config: Config) -> Self {
-        Self {
-            config,
-            sdk: None,
-            abilities: Vec::new(),
-            event_handlers: BTreeMap::new(),
-            default_event_handler: None,
-        }
+        Self { config, sdk: None, abilities: Vec::new(), event_handlers: BTreeMap::new(), default_event_handler: None }
     }
 
     /// The stock program: [`Program::builder`] with [`Program::with_stock_parts`].
@@ -136,7 +130,8 @@ impl Program {
 
     fn into_parts(self) -> (Config, abilities::Registry, events::Events) {
         let abilities = &self.config.abilities;
-        let registry = abilities::Registry::from_abilities(self.abilities, abilities.max_input_bytes, abilities.output_envelope);
+        let registry =
+            abilities::Registry::from_abilities(self.abilities, abilities.max_input_bytes, abilities.output_envelope);
         let events = events::Events::new(self.event_handlers, self.default_event_handler);
         (self.config, registry, events)
     }

@@ -153,7 +153,8 @@ pub fn test_config(data: &std::path::Path) -> DevConfig {
 /// The keyring entry of the zone's demo key.
 fn demo_keyring(config: &mut DevConfig) {
     let key_path = config.local_zone.data_dir.join(keys::PRIVATE_KEY_FILE);
-    config.program.keyring.keys = vec![KeyringEntry { corp_id: CORP.into(), public_key_ver: 1, private_key_path: key_path }];
+    config.program.keyring.keys =
+        vec![KeyringEntry { corp_id: CORP.into(), public_key_ver: 1, private_key_path: key_path }];
 }
 
 impl TestZone {
@@ -316,7 +317,8 @@ impl TestZone {
     pub async fn app_post(&self, name: &str, body: &Value) -> Value {
         let url = format!("{}/cgi-bin/chatdata/{name}", self.zone_url());
         let token = self.access_token().await;
-        let res = self.http.post(url).query(&[("access_token", token)]).json(body).send().await.expect("the zone answers");
+        let res =
+            self.http.post(url).query(&[("access_token", token)]).json(body).send().await.expect("the zone answers");
         let reply = res.json().await.expect("JSON");
         self.saw_reply(&reply);
         reply

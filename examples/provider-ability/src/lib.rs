@@ -79,7 +79,8 @@ impl Handler for RiskAlert {
         let in_chat: BTreeSet<&str> = gathered.messages.iter().map(|m| m.msgid.as_str()).collect();
         let mut negative = BTreeSet::new();
         if !gathered.messages.is_empty() {
-            let batches = run_batched(cx, SENTIMENT, &gathered.messages, |msg_list| json!({ "msg_list": msg_list })).await?;
+            let batches =
+                run_batched(cx, SENTIMENT, &gathered.messages, |msg_list| json!({ "msg_list": msg_list })).await?;
             for item in batches.replies.iter().filter_map(|r| r["analyze_result_list"].as_array()).flatten() {
                 if item["sentiment_result"] == 2 && item["errcode"].as_i64().unwrap_or(0) == 0 {
                     negative.extend(item["msgid"].as_str().map(str::to_owned));
@@ -88,8 +89,11 @@ impl Handler for RiskAlert {
         }
         let hits = chat_hits(cx, &selector, start, end).await?;
         let hit_ids: BTreeSet<&str> = hits.keys().map(String::as_str).filter(|id| in_chat.contains(id)).collect();
-        let rule_ids: BTreeSet<&str> =
-            hits.iter().filter(|(id, _)| hit_ids.contains(id.as_str())).flat_map(|(_, rules)| rules.iter().map(String::as_str)).collect();
+        let rule_ids: BTreeSet<&str> = hits
+            .iter()
+            .filter(|(id, _)| hit_ids.contains(id.as_str()))
+            .flat_map(|(_, rules)| rules.iter().map(String::as_str))
+            .collect();
         let risk = match (negative.len(), hit_ids.len()) {
             (0, 0) => "low",
             (_, 0) | (0, _) => "medium",
@@ -138,7 +142,12 @@ async fn chat_hits(
 
 /// The `rule_id`s of a hit item's `hit_rule_list`.
 fn rule_ids(item: &Value) -> Vec<String> {
-    item["hit_rule_list"].as_array().into_iter().flatten().filter_map(|r| r["rule_id"].as_str().map(str::to_owned)).collect()
+    item["hit_rule_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["rule_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// The `hit_keyword` event handler.

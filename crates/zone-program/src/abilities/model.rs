@@ -37,7 +37,9 @@ pub async fn run_batched(
     while let Some((start, end)) = pending.pop() {
         let batch = &messages[start..end];
         out.tasks += 1;
-        let ran = poll::run(cx.sdk().backend().as_ref(), cx.call(), api, &request(model_msg_list(batch)), cx.poll_policy()).await;
+        let ran =
+            poll::run(cx.sdk().backend().as_ref(), cx.call(), api, &request(model_msg_list(batch)), cx.poll_policy())
+                .await;
         let outcome = match ran {
             Ok((created, outcome)) => {
                 out.skipped.extend(failures(&created.fail_list));

@@ -90,17 +90,19 @@ impl Handler for ReplySuggestions {
         let mut suggestion = String::new();
         while !window.is_empty() {
             let request = json!({ "kb_id": input.kb_id, "msg_list": messages::model_msg_list(window) });
-            let outcome = match poll::run(cx.sdk().backend().as_ref(), cx.call(), RECOMMEND_DIALOG, &request, cx.poll_policy()).await
-            {
-                Ok((created, outcome)) => {
-                    skipped.extend(messages::failures(&created.fail_list));
-                    outcome
-                }
-                Err(AppError::Sdk(SdkError::Errcode { errcode, .. })) if errcode == ERR_INPUT_TOO_LONG => {
-                    TaskOutcome::Failed { errcode, response: Value::Null }
-                }
-                Err(e) => return Err(e),
-            };
+            let outcome =
+                match poll::run(cx.sdk().backend().as_ref(), cx.call(), RECOMMEND_DIALOG, &request, cx.poll_policy())
+                    .await
+                {
+                    Ok((created, outcome)) => {
+                        skipped.extend(messages::failures(&created.fail_list));
+                        outcome
+                    }
+                    Err(AppError::Sdk(SdkError::Errcode { errcode, .. })) if errcode == ERR_INPUT_TOO_LONG => {
+                        TaskOutcome::Failed { errcode, response: Value::Null }
+                    }
+                    Err(e) => return Err(e),
+                };
             match outcome {
                 TaskOutcome::Done(reply) => {
                     if let Some(list) = reply.get("fail_list").and_then(Value::as_array) {

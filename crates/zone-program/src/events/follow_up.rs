@@ -212,7 +212,8 @@ async fn pull_listing(cx: &EventCx, listing: &Listing, progress: &mut Progress) 
             };
             cx.sdk().get_hit_msg_list(request).await?
         } else {
-            let request = SyncMsgRequest { cursor, token: listing.token.clone(), limit: Some(PAGE_LIMIT), ..Default::default() };
+            let request =
+                SyncMsgRequest { cursor, token: listing.token.clone(), limit: Some(PAGE_LIMIT), ..Default::default() };
             cx.sdk().sync_msg(request).await?
         };
         let MsgPage { has_more, next_cursor: next, msg_list, .. } = page;

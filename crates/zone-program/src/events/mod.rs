@@ -17,8 +17,8 @@ use sha2::{Digest as _, Sha256};
 use crate::app::AppState;
 use crate::context::EventCx;
 use crate::error::AppError;
-use crate::sdk::Callback;
 use crate::jobs::payload::{EventJob, JobPayload};
+use crate::sdk::Callback;
 use crate::store::{JobKind, JobRow, NewJob};
 
 pub use follow_up::StockEvent;
@@ -328,7 +328,8 @@ pub async fn run_job(state: &AppState, job: JobRow, last_try: bool) -> EventStep
         return EventStep::Done;
     };
     let budget = std::time::Duration::from_secs(state.config.jobs.model_poll_deadline_secs);
-    let cx = EventCx::new(&state.parts(), state.jobs.clone(), state.events.clone(), job, payload.part, last_try, budget);
+    let cx =
+        EventCx::new(&state.parts(), state.jobs.clone(), state.events.clone(), job, payload.part, last_try, budget);
     handler.handle(&cx, &event).await
 }
 

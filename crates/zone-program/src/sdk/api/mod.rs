@@ -76,7 +76,11 @@ impl Sdk {
 
     /// Calls `api` with `request`: checks its limits, requires `errcode` 0, decodes the reply.
     /// The typed methods below are this with the API's name and types filled in.
-    pub async fn call<R: SdkRequest, T: DeserializeOwned>(&self, api: &'static str, request: &R) -> Result<T, SdkError> {
+    pub async fn call<R: SdkRequest, T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        request: &R,
+    ) -> Result<T, SdkError> {
         request.check(api)?;
         let text = serde_json::to_string(request).map_err(|_| SdkError::BadResponse)?;
         let reply = self.invoke(api, &text).await?;

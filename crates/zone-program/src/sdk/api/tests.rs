@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::abilities::catalog::SDK_APIS;
-use crate::sdk::{Decoded, DecodeError};
+use crate::sdk::{DecodeError, Decoded};
 
 /// Answers every call with `reply` and records what was sent.
 struct Canned {
@@ -41,7 +41,8 @@ fn the_table_covers_every_catalogued_api_once() {
 
 #[tokio::test]
 async fn a_typed_call_sends_only_the_given_fields_and_decodes_the_reply() {
-    let (sdk, canned) = canned(r#"{"errcode":0,"errmsg":"ok","has_more":1,"next_cursor":"C2","page_id_list":["P1",{"page_id":"P2"}]}"#);
+    let (sdk, canned) =
+        canned(r#"{"errcode":0,"errmsg":"ok","has_more":1,"next_cursor":"C2","page_id_list":["P1",{"page_id":"P2"}]}"#);
     let page = sdk.sync_msg(SyncMsgRequest { limit: Some(1000), mode: Some(2), ..Default::default() }).await.unwrap();
     assert!(page.has_more);
     assert_eq!(page.next_cursor, "C2");
@@ -67,10 +68,7 @@ async fn a_request_over_a_documented_limit_is_never_sent() {
         assert!(matches!(e, Some(SdkError::Limit { .. })), "{e:?}");
     }
     assert!(canned.sent.lock().unwrap().is_empty());
-    assert_eq!(
-        SdkError::Limit { api: "sync_msg", what: "x" }.error_code(),
-        crate::error::ErrorCode::InvalidInput
-    );
+    assert_eq!(SdkError::Limit { api: "sync_msg", what: "x" }.error_code(), crate::error::ErrorCode::InvalidInput);
 }
 
 #[tokio::test]
