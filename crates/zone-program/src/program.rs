@@ -142,3 +142,65 @@ impl Program {
         self.into_parts().1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::abilities::{AbilityCx, AbilityInfo, Output};
+    use crate::context::EventCx;
+    use crate::error::AppError;
+    use crate::events::{Event, EventStep};
+
+    struct Mine(&'static str);
+
+    #[async_trait]
+    impl Handler for Mine {
+        type Input = crate::abilities::get_callback_data::Input;
+        fn info(&self) -> AbilityInfo {
+            AbilityInfo {
+                id: self.0.into(),
+                description: "mine".into(),
+                long_running: false,
+                input_example: json!({}),
+                output_example: json!({}),
+            }
+        }
+        async fn run(&self, _: &AbilityCx, _: Self::Input) -> Result<Output, AppError> {
+            Ok(Output::Json(json!({"errcode": 0, "errmsg": "ok"})))
+        }
+    }
+
+    struct Quiet;
+
+    #[async_trait]
+    impl EventHandler for Quiet {
+        async fn handle(&self, _: &EventCx, _: &Event) -> EventStep {
+            EventStep::Done
+        }
+    }
+
+    #[test]
+    fn a_bare_builder_has_only_list_abilities_and_no_event_handler() {
+        let (_, registry, events) = Program::builder(Config::default()).into_parts();
+        assert_eq!(registry.ids().collect::<Vec<_>>(), ["list_abilities"]);
+        assert!(events.handler("hit_keyword").is_none() && events.handler("anything").is_none());
+    }
+
+    #[test]
+    fn the_stock_parts_come_through_the_public_methods_and_a_provider_adds_and_replaces() {
+        let program = Program::stock(Config::default()).ability(Mine("risk_alert")).ability(Mine("chat_digest"));
+        let program = program.event_handler("hit_keyword", Quiet);
+        let (_, registry, events) = program.into_parts();
+        assert_eq!(registry.ids().count(), abilities::catalog::SDK_APIS.len() + 7);
+        assert_eq!(registry.get("chat_digest").unwrap().info().description, "mine", "a later ability replaces");
+        assert!(registry.get("risk_alert").is_ok() && registry.get("keyword_report").is_ok());
+        for kind in EventType::ALL {
+            assert!(events.handler(kind.name()).is_some(), "{kind:?}");
+        }
+        assert!(events.handler("some_future_event").is_some(), "the stock fallback");
+        assert_eq!(events.len(), EventType::ALL.len() - 1);
+    }
+}

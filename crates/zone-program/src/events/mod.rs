@@ -221,6 +221,16 @@ impl Events {
         Self { handlers, fallback, cursor_locks: Mutex::default() }
     }
 
+    /// How many types have a handler of their own.
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// True when no type has a handler of its own.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
     /// The handler of `event_type`, if any.
     pub fn handler(&self, event_type: &str) -> Option<&Arc<dyn EventHandler>> {
         self.handlers.get(event_type).or(self.fallback.as_ref())
