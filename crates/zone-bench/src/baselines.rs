@@ -184,7 +184,8 @@ mod threaded {
                 return Ok(());
             }
             let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+            let (method, path) =
+                (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
             let mut headers = Vec::new();
             let mut length = 0usize;
             loop {
@@ -226,7 +227,11 @@ mod threaded {
     }
 
     /// The demo's work: decode, block for the SDK call, encode.
-    fn handle(demo: &OneThread, headers: &[(String, String)], body: &[u8]) -> (&'static str, Vec<(String, String)>, Vec<u8>) {
+    fn handle(
+        demo: &OneThread,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (&'static str, Vec<(String, String)>, Vec<u8>) {
         let Ok(decoded) = demo.sdk.decode("POST", headers, body) else {
             return ("403 Forbidden", Vec::new(), br#"{"error":"rejected"}"#.to_vec());
         };

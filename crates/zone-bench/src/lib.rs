@@ -145,6 +145,8 @@ pub enum Table {
     Clients,
     /// The pass-through open-loop at fixed rates: the latency/rate curve.
     Rate,
+    /// The program's memory after a burst of requests, once the replay cache has emptied.
+    Memory,
 }
 
 /// Starts a local zone for one measurement. The CLI implements it; the program never does.
@@ -345,7 +347,8 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
         ];
         for scenario in all {
             // The canned server answers `/sdk/invoke` only: async jobs need the zone's app API.
-            let runs = if scenario == Scenario::AsyncJob { env.zone.is_some() && plan.sdk == SdkMode::Zone } else { true };
+            let runs =
+                if scenario == Scenario::AsyncJob { env.zone.is_some() && plan.sdk == SdkMode::Zone } else { true };
             if runs && (sdk || !scenario.needs_sdk()) {
                 points.push(("main", scenario, plan.clients, None));
             }
@@ -375,6 +378,15 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
                 format!("{table} table: {} with {clients} clients, data {size:?} bytes", scenario.name())
             })?;
             let row = Row { table, ..row };
+            progress(&row);
+            report.rows.push(row);
+        }
+    }
+    if plan.tables.contains(&Table::Memory) {
+        let spec = LoadSpec { clients: plan.clients, ..plan.spec };
+        let mut flip = false;
+        for against in variants(env, Scenario::ErrorReply, &mut flip) {
+            let row = scenario::run_memory_point(env, plan, spec, against).await.context("memory table")?;
             progress(&row);
             report.rows.push(row);
         }
@@ -410,8 +422,11 @@ async fn rate_table(
     let max = match report.find("main", Scenario::PassThrough, plan.clients) {
         Some(row) => row.load.throughput(),
         None => {
-            let point = scenario::Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against: None, rate: None };
-            let row = scenario::run_point(env, plan, calibration, point).await.context("rate table: the closed-loop maximum")?;
+            let point =
+                scenario::Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against: None, rate: None };
+            let row = scenario::run_point(env, plan, calibration, point)
+                .await
+                .context("rate table: the closed-loop maximum")?;
             let row = Row { table: "rate", ..row };
             progress(&row);
             let max = row.load.throughput();
@@ -425,7 +440,8 @@ async fn rate_table(
     for &fraction in &plan.rate_fractions {
         let rate = (max * fraction).max(1.0);
         for against in variants(env, Scenario::PassThrough, &mut flip) {
-            let point = scenario::Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against, rate: Some(rate) };
+            let point =
+                scenario::Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against, rate: Some(rate) };
             let row = scenario::run_point(env, plan, calibration, point)
                 .await
                 .with_context(|| format!("rate table: {rate:.0} req/s"))?;

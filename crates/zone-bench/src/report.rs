@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
+use super::SdkMode;
 use super::load::LoadResult;
 use super::micro::CodecRatio;
-use super::SdkMode;
-use super::scenario::{Calibration, JobStats, Scenario};
+use super::scenario::{Calibration, JobStats, MEMORY_WINDOW_SECS, MemoryPoint, Scenario};
 
 /// One measured point.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Row {
     pub reply_bytes: usize,
     /// For async jobs: what became of them.
     pub jobs: Option<JobStats>,
+    /// For the `memory` table: RSS around a burst.
+    pub memory: Option<MemoryPoint>,
     /// Server CPU time per reply, in microseconds.
     pub server_cpu_us: f64,
     /// This process's CPU time per reply (load generator, plus the local zone when it runs), µs.
@@ -263,6 +265,27 @@ impl Report {
                 let _ = writeln!(out, "{}", row.rate_cells(max));
             }
         }
+        let memory: Vec<(&Row, &MemoryPoint)> =
+            self.rows.iter().filter_map(|r| Some((r, r.memory.as_ref()?))).collect();
+        if !memory.is_empty() {
+            let _ = write!(
+                out,
+                "\n### Memory after a burst (error reply, {} clients; replay window {MEMORY_WINDOW_SECS} s, RSS once every nonce of the burst has expired)\n\n| program | burst requests | RSS idle MiB | peak MiB | after MiB | kept MiB |\n|---|---:|---:|---:|---:|---:|\n",
+                self.clients
+            );
+            for (row, m) in memory {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:+.1} |",
+                    if row.against { "against" } else { "program" },
+                    m.burst_requests,
+                    mib(m.idle_kib),
+                    mib(m.peak_kib),
+                    mib(m.after_kib),
+                    mib(m.after_kib) - mib(m.idle_kib)
+                );
+            }
+        }
         for row in self.rows.iter().filter(|r| r.table == "main") {
             if let Some(j) = &row.jobs {
                 let _ = writeln!(
@@ -347,6 +370,7 @@ mod tests {
             errcode: Some(0),
             reply_bytes: 100,
             jobs: None,
+            memory: None,
             server_cpu_us: 10.0,
             client_cpu_us: 5.0,
             rss_idle_kib: idle_kib,

@@ -197,11 +197,86 @@ pub async fn run_point(
         errcode,
         reply_bytes,
         jobs: None,
+        memory: None,
         server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / replies,
         client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / replies,
         rss_idle_kib: idle.rss_kib,
         rss_peak_kib: server_after.hwm_kib,
         load: result,
+    })
+}
+
+/// What the program's memory did around a burst (the `memory` table).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryPoint {
+    /// Requests of the burst (each a fresh nonce in the replay cache).
+    pub burst_requests: u64,
+    /// RSS before the burst, KiB.
+    pub idle_kib: u64,
+    /// Peak RSS, KiB.
+    pub peak_kib: u64,
+    /// RSS once every nonce of the burst has expired and been forgotten, KiB.
+    pub after_kib: u64,
+}
+
+/// The replay window of the `memory` table's program, seconds: short, so that the burst's nonces
+/// expire within the point.
+pub const MEMORY_WINDOW_SECS: u64 = 3;
+
+/// Runs the `memory` point: the error reply closed-loop for `spec.duration` (a burst of fresh
+/// nonces), then, once they have expired (2 × the window, the longest a nonce is kept), a trickle
+/// of requests (the cache forgets on insert), and the RSS after it.
+pub async fn run_memory_point(
+    env: &BenchEnv,
+    plan: &Plan,
+    spec: LoadSpec,
+    against: Option<&Against>,
+) -> anyhow::Result<Row> {
+    let config = env.fresh_config()?;
+    let corp = config.local_zone.corp_id.clone();
+    let client = Arc::new(client_codec(&config)?);
+    let message = requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, "{}");
+    let source = Arc::new(Source::resigned(&client, config.program.sdk.local.token.clone(), &message, &corp));
+    // The program of this point (`--program` or `--against`) with the short replay window.
+    let (program, mut extra) = match against {
+        Some(a) => (a.program.clone(), a.env.clone()),
+        None => (env.program.clone(), Vec::new()),
+    };
+    extra.push(("ZONE_PROGRAM_SDK__LOCAL__REPLAY_WINDOW_SECS".to_owned(), MEMORY_WINDOW_SECS.to_string()));
+    let run_as = Against { program, env: extra };
+    let (server, _zone) = start_server(env, plan, None, Scenario::ErrorReply, Some(&run_as), &config).await?;
+    let (errcode, _) = probe(&server, &source, &client, &corp).await?;
+    anyhow::ensure!(errcode == 900_003, "the memory point's probe answered errcode {errcode}");
+    let idle = server.usage()?;
+    let expect = Arc::new(Expect::Sealed { codec: client, receive_id: corp, errcode: 900_003 });
+    let burst = load::drive(server.addr, spec, source.clone(), expect.clone()).await?;
+    tokio::time::sleep(Duration::from_secs(2 * MEMORY_WINDOW_SECS + 1)).await;
+    let trickle =
+        LoadSpec { clients: 1, warmup: Duration::ZERO, duration: Duration::from_millis(300), verify_every: 1 };
+    let _ = load::drive(server.addr, trickle, source, expect).await?;
+    let after = server.usage()?;
+    Ok(Row {
+        table: "memory",
+        scenario: Scenario::ErrorReply,
+        against: against.is_some(),
+        rate: None,
+        clients: spec.clients,
+        body_bytes: 0,
+        data_bytes: None,
+        errcode: Some(errcode),
+        reply_bytes: 0,
+        jobs: None,
+        memory: Some(MemoryPoint {
+            burst_requests: burst.replies,
+            idle_kib: idle.rss_kib,
+            peak_kib: after.hwm_kib,
+            after_kib: after.rss_kib,
+        }),
+        server_cpu_us: 0.0,
+        client_cpu_us: 0.0,
+        rss_idle_kib: idle.rss_kib,
+        rss_peak_kib: after.hwm_kib,
+        load: burst,
     })
 }
 
@@ -381,6 +456,7 @@ async fn run_async_point(
         errcode: Some(0),
         reply_bytes: 0,
         jobs: Some(jobs),
+        memory: None,
         server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / per_job,
         client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / per_job,
         rss_idle_kib: idle.rss_kib,

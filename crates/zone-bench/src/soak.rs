@@ -51,7 +51,8 @@ pub async fn run(plan: &Plan, env: &BenchEnv, duration: Duration, rate: Option<f
         None => {
             let spec = LoadSpec { clients: plan.clients, ..plan.spec };
             let point = Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against: None, rate: None };
-            let row = scenario::run_point(env, plan, Some(&calibration), point).await.context("the closed-loop maximum")?;
+            let row =
+                scenario::run_point(env, plan, Some(&calibration), point).await.context("the closed-loop maximum")?;
             let max = row.load.throughput();
             eprintln!("{}", row.progress_line());
             (Some(max), max / 2.0)
@@ -91,8 +92,15 @@ pub async fn run(plan: &Plan, env: &BenchEnv, duration: Duration, rate: Option<f
         let warmup = if i == 0 { plan.spec.warmup } else { Duration::ZERO };
         let spec = LoadSpec { clients: plan.clients, warmup, duration: tenth, verify_every: 1 };
         let before = server.usage()?;
-        let load = load::drive_open(server.addr, spec, rate, Duration::from_secs(5), target.source.clone(), target.expect.clone())
-            .await?;
+        let load = load::drive_open(
+            server.addr,
+            spec,
+            rate,
+            Duration::from_secs(5),
+            target.source.clone(),
+            target.expect.clone(),
+        )
+        .await?;
         let after = server.usage()?;
         let interval = Interval {
             ends_at: started.elapsed().as_secs_f64(),

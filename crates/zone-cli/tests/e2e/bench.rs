@@ -78,9 +78,10 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
 /// The canned SDK peer, the open loop and the soak, each in its shortest form: every reply checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canned_sdk_the_open_loop_and_a_soak_answer_every_request_correctly() {
-    let args = BenchCli::try_parse_from(["bench", "--quick", "--sdk", "canned", "--sdk-delay-ms", "2", "--tables", "rate"])
-        .unwrap()
-        .bench;
+    let args =
+        BenchCli::try_parse_from(["bench", "--quick", "--sdk", "canned", "--sdk-delay-ms", "2", "--tables", "rate"])
+            .unwrap()
+            .bench;
     let mut plan = Plan::from_args(&args);
     plan.spec.duration = Duration::from_millis(200);
     plan.clients = 4;
@@ -105,7 +106,8 @@ async fn the_canned_sdk_the_open_loop_and_a_soak_answer_every_request_correctly(
     assert_eq!(row.load.ok, row.load.scheduled, "every scheduled request answered: {:?}", row.load);
     assert!(report.render().contains("### Open loop"));
 
-    let soak = zone_bench::soak(&plan, &env, Duration::from_secs(1), Some(100.0)).await.expect("a one-second soak runs");
+    let soak =
+        zone_bench::soak(&plan, &env, Duration::from_secs(1), Some(100.0)).await.expect("a one-second soak runs");
     assert_eq!(soak.intervals.len(), 10);
     assert_eq!(soak.errors(), 0, "{}", soak.render());
     assert!(soak.intervals.iter().map(|i| i.load.ok).sum::<u64>() >= 50, "{}", soak.render());

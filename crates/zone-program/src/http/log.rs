@@ -121,7 +121,9 @@ where
         match &result {
             Ok(res) => finished(res, this.method, this.uri, latency),
             // The router's errors are `Infallible`; a service that fails still gets a line.
-            Err(_) => tracing::warn!(method = %this.method, path = this.uri.path(), "request failed without a response"),
+            Err(_) => {
+                tracing::warn!(method = %this.method, path = this.uri.path(), "request failed without a response")
+            }
         }
         Poll::Ready(result)
     }
@@ -202,7 +204,8 @@ mod tests {
         assert!(text[0].contains("WARN") && text[0].contains("inside"), "{text:?}");
         assert_eq!(id(text[0]), id(text[1]), "the inner line and the closing line share the request id");
         assert!(
-            text[1].contains("request finished corp_id=\"wwcorp\" ability_id=\"invoke_sync_msg\" call_type=1 status=200"),
+            text[1]
+                .contains("request finished corp_id=\"wwcorp\" ability_id=\"invoke_sync_msg\" call_type=1 status=200"),
             "{text:?}"
         );
         assert!(text[2].contains("request finished method=GET path=\"/healthz\" status=200"), "{text:?}");
