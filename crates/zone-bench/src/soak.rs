@@ -2,7 +2,8 @@
 //! or the canned server with `--sdk canned`) run the pass-through open-loop at a fixed rate for a long
 //! time, with every reply opened and checked, while the program's memory is sampled every second.
 //! The report has one row per tenth of the run and the verdicts of the soak target: no error, and
-//! RSS flat within ±10% after the first tenth (the warm-up).
+//! RSS flat within ±10% after the warm-up: the first tenth, or one replay window if that is longer
+//! (the replay cache keeps every nonce for a window, so it grows for that long by design).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub struct SoakReport {
     pub intervals: Vec<Interval>,
     /// The program's RSS every second, KiB, with the seconds since the start.
     pub rss: Vec<(f64, u64)>,
+    /// Seconds of warm-up before RSS must be flat: the first tenth, or the replay window if longer
+    /// (the replay cache fills for one window: every nonce is kept that long, by design).
+    pub warmup_secs: f64,
 }
 
 /// One interval of the soak.
@@ -62,6 +66,7 @@ pub async fn run(plan: &Plan, env: &BenchEnv, duration: Duration, rate: Option<f
     let target = scenario::start_pass_through(env, plan, &calibration).await?;
     let server = &target.server;
     let tenth = duration / 10;
+    let window = env.fresh_config()?.program.sdk.local.replay_window_secs.max(0) as f64;
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -81,6 +86,7 @@ pub async fn run(plan: &Plan, env: &BenchEnv, duration: Duration, rate: Option<f
     let mut report = SoakReport {
         rate,
         max_rate,
+        warmup_secs: tenth.as_secs_f64().max(window),
         sdk: match plan.sdk {
             super::SdkMode::Zone => "local zone",
             super::SdkMode::Canned => "canned SDK server",
@@ -129,9 +135,9 @@ impl SoakReport {
         self.intervals.iter().map(|i| i.load.error_count()).sum()
     }
 
-    /// The RSS samples after the first tenth: (first, min, max) in KiB.
+    /// The RSS samples after the warm-up: (first, min, max) in KiB.
     pub fn rss_after_warmup(&self) -> Option<(u64, u64, u64)> {
-        let warm = self.intervals.first()?.ends_at;
+        let warm = self.warmup_secs.max(self.intervals.first()?.ends_at);
         let after: Vec<u64> = self.rss.iter().filter(|(t, _)| *t >= warm).map(|(_, k)| *k).collect();
         Some((*after.first()?, *after.iter().min()?, *after.iter().max()?))
     }
@@ -174,7 +180,8 @@ impl SoakReport {
             let flat = dev(min) >= -10.0 && dev(max) <= 10.0;
             let _ = writeln!(
                 out,
-                "RSS after the first tenth: {:.1} MiB at its start, {:.1}–{:.1} MiB ({:+.1}% / {:+.1}%) over {} one-second samples: {}.",
+                "RSS after the warm-up ({:.0} s: the first tenth, or the replay window while the replay cache fills): {:.1} MiB at its start, {:.1}–{:.1} MiB ({:+.1}% / {:+.1}%) over {} one-second samples: {}.",
+                self.warmup_secs,
                 first as f64 / 1024.0,
                 min as f64 / 1024.0,
                 max as f64 / 1024.0,
