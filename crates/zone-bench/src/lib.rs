@@ -107,9 +107,10 @@ pub struct BenchArgs {
 }
 
 /// What answers the program's SDK calls in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum SdkMode {
     /// The local zone: the emulator's real work per API call.
+    #[default]
     Zone,
     /// A canned server in the bench process: wait, then a sealed canned reply; nothing else.
     Canned,

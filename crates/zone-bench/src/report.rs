@@ -122,12 +122,6 @@ pub struct Report {
     pub max_rate: Option<f64>,
 }
 
-impl Default for SdkMode {
-    fn default() -> Self {
-        Self::Zone
-    }
-}
-
 /// One target and how the run did against it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
