@@ -28,8 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve WeCom callbacks (POST / on server.listen, default 0.0.0.0:8080).
     Serve(ServeArgs),
-    /// Run only the local zone (the emulator of the WeCom side).
-    LocalZone,
+    /// Run only the local zone (the emulator of the WeCom side); `local-zone tail` streams its timeline.
+    LocalZone(LocalZoneArgs),
     /// Load and validate the configuration, then exit.
     CheckConfig,
     /// Check everything the program needs before serving (config, key files, SDK library, data
@@ -42,6 +42,29 @@ pub enum Command {
     App(AppArgs),
     /// Load-benchmark the program against the axum echo floor and the one-thread demo (BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+}
+
+/// Options of `local-zone`.
+#[derive(Debug, Args)]
+pub struct LocalZoneArgs {
+    /// Without an action: run the local zone.
+    #[command(subcommand)]
+    pub action: Option<LocalZoneAction>,
+}
+
+/// What `local-zone` does besides running.
+#[derive(Debug, Subcommand)]
+pub enum LocalZoneAction {
+    /// Stream the zone's timeline to the terminal: app calls, events, the program's SDK calls,
+    /// program_notify pushes and get_callback_data fetches (the console's timeline, as text).
+    Tail {
+        /// The local zone's URL (default: http://<local_zone.listen>).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Also print what the zone already recorded (its last 200 interactions).
+        #[arg(long)]
+        from_start: bool,
+    },
 }
 
 /// Options of `keygen`.
@@ -248,9 +271,13 @@ pub fn run() -> anyhow::Result<()> {
             let _log = crate::telemetry::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
             crate::bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(BenchZone)))
         }
-        Command::LocalZone => {
+        Command::LocalZone(LocalZoneArgs { action: None }) => {
             let _log = crate::telemetry::init(&config.log);
             runtime()?.block_on(local_zone_only(config))
+        }
+        Command::LocalZone(LocalZoneArgs { action: Some(LocalZoneAction::Tail { url, from_start }) }) => {
+            let url = url.unwrap_or_else(|| format!("http://{}", loopback_for(config.local_zone.listen)));
+            runtime()?.block_on(crate::local_zone::console::tail::run(&url, from_start))
         }
     }
 }
@@ -319,6 +346,26 @@ async fn local_zone_only(config: Config) -> anyhow::Result<()> {
     let lz = config.local_zone.clone();
     print_first_call(&lz, &zone.url(), &lz.program_url);
     zone.run_until_stopped(lz.program_url.clone(), shutdown_signal()).await
+}
+
+/// Standard output closed by the reader (`zone-program app call … | head`) ends the command quietly:
+/// the process exits with status 0 instead of reporting (or panicking on) a broken pipe.
+pub fn quiet_on_broken_pipe<T>(written: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(e) = &written
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+    written
+}
+
+/// Prints `text` and a newline on standard output; a closed pipe ends the process quietly
+/// ([`quiet_on_broken_pipe`]).
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    quiet_on_broken_pipe(writeln!(out, "{text}"))?;
+    quiet_on_broken_pipe(out.flush())
 }
 
 /// A wildcard listen address is reached through loopback.

@@ -106,9 +106,9 @@ pub fn run_cli(args: &crate::cli::KeygenArgs, config: &crate::config::Config) ->
     let corp_id = args.corp_id.as_deref().unwrap_or(&config.app.corp_id);
     let key = generate(&args.keys_dir, corp_id, args.ver, &config.keyring.keys, &mut rand::rngs::OsRng)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&key)?);
+        crate::cli::print_out(&serde_json::to_string_pretty(&key)?)?;
     } else {
-        print!("{}", key.render());
+        crate::cli::print_out(key.render().trim_end())?;
     }
     Ok(())
 }

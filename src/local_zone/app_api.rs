@@ -96,8 +96,8 @@ async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, bo
     check_access_token(shared, q.get("access_token").map(String::as_str))?;
     let req = Req::parse(std::str::from_utf8(body).unwrap_or("\u{0}"))?;
     match name {
-        "sync_call_program" => sync_call_program(shared, &req).await,
-        "async_program_task" => async_program_task(shared, &req),
+        "sync_call_program" => sync_call_program(shared, &req, "app").await,
+        "async_program_task" => async_program_task(shared, &req, "app"),
         "async_program_result" => async_program_result(shared, &req),
         "set_public_key" => set_public_key(shared, &req),
         "set_receive_callback" => set_receive_callback(shared, &req),
@@ -146,7 +146,8 @@ fn target(shared: &Shared, req: &Req) -> Result<Target, ApiError> {
     Ok(Target { ability_id, request_data })
 }
 
-async fn sync_call_program(shared: &Arc<Shared>, req: &Req) -> ApiResult {
+/// `sync_call_program` (also the console's "call an ability"; `origin` says which, in the timeline).
+pub async fn sync_call_program(shared: &Arc<Shared>, req: &Req, origin: &'static str) -> ApiResult {
     let t = target(shared, req)?;
     let notify_id = req.str_max("notify_id", 128)?.unwrap_or_default().to_owned();
     if !notify_id.is_empty() {
@@ -155,20 +156,36 @@ async fn sync_call_program(shared: &Arc<Shared>, req: &Req) -> ApiResult {
             return Err(ApiError::invalid("notify_id", "unknown or expired (a notify_id lives 10 minutes)"));
         }
     }
-    let call =
-        ProgramCall { ability_id: t.ability_id.clone(), notify_id, data: t.request_data, ..ProgramCall::default() };
+    let call = ProgramCall {
+        ability_id: t.ability_id.clone(),
+        notify_id,
+        data: t.request_data,
+        origin,
+        title: "sync_call_program".into(),
+        ..ProgramCall::default()
+    };
     let timeout = Duration::from_millis(shared.cfg.program_timeout_ms);
-    let output = program::call(shared, call, timeout).await.map_err(|e| {
-        tracing::warn!(error = %e, "sync_call_program: the program did not answer");
-        ApiError::new(CONNECT_FAIL, "connect fail")
-    })?;
-    if !output_matches(&shared.cfg, &t.ability_id, &output) {
-        return Err(ApiError::new(OUTPUT_PROTOCOL_MISMATCH, "the program's output does not match the output protocol"));
-    }
-    Ok(json!({ "response_data": output }))
+    let (id, outcome) = program::call_traced(shared, call, timeout).await;
+    let reply = outcome
+        .map_err(|e| {
+            tracing::warn!(error = %e, "sync_call_program: the program did not answer");
+            ApiError::new(CONNECT_FAIL, "connect fail")
+        })
+        .and_then(|output| {
+            if !output_matches(&shared.cfg, &t.ability_id, &output) {
+                return Err(ApiError::new(
+                    OUTPUT_PROTOCOL_MISMATCH,
+                    "the program's output does not match the output protocol",
+                ));
+            }
+            Ok(json!({ "response_data": output }))
+        });
+    shared.timeline.app_answered(id, reply.as_ref().map_or_else(|e| e.errcode, |_| 0));
+    reply
 }
 
-fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
+/// `async_program_task` (also the console's async call; `origin` says which, in the timeline).
+pub fn async_program_task(shared: &Arc<Shared>, req: &Req, origin: &'static str) -> ApiResult {
     let t = target(shared, req)?;
     let now = shared.clock.now();
     let (jobid, job_info) = {
@@ -194,6 +211,9 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
         is_async: true,
         job_info,
         data: t.request_data,
+        origin,
+        title: "async_program_task".into(),
+        jobid: jobid.clone(),
         ..ProgramCall::default()
     };
     spawn_job_delivery(shared.clone(), jobid.clone(), call, Duration::from_millis(shared.cfg.program_timeout_ms));

@@ -17,6 +17,7 @@
 
 pub mod analysis;
 pub mod app_api;
+pub mod console;
 pub mod control;
 pub mod events;
 pub mod faults;
@@ -32,6 +33,7 @@ pub mod sdk_msgs;
 pub mod sdk_rules;
 pub mod sdk_search;
 pub mod seed;
+pub mod timeline;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -79,6 +81,8 @@ pub struct Shared {
     keys: Mutex<keys::KeyStore>,
     /// Faults armed through `/local/faults`.
     faults: Mutex<faults::Faults>,
+    /// Every request to the program and what followed it (`GET /local/calls`, the console).
+    pub timeline: timeline::Timeline,
 }
 
 impl Shared {
@@ -128,6 +132,7 @@ impl LocalZone {
             data: Mutex::new(data),
             keys: Mutex::new(keys::KeyStore::new(demo_key)),
             faults: Mutex::new(faults::Faults::default()),
+            timeline: timeline::Timeline::default(),
         });
         Ok(Self { listener, shared, private_key_path })
     }
@@ -170,6 +175,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(sdk_api::router())
         .merge(app_api::router())
         .merge(control::router())
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }

@@ -35,6 +35,7 @@ pub async fn push(shared: &Shared, notify_id: String, scene: Option<u8>) {
         None => Value::Null,
         Some(url) => Value::from(deliver(shared, url, &notify_id, scene, now).await),
     };
+    shared.timeline.notified(&notify_id, scene, delivered.as_bool());
     let mut data = shared.data();
     if data.outbox.len() >= OUTBOX_CAP {
         data.outbox.remove(0);

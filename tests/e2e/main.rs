@@ -9,6 +9,7 @@ mod callback;
 mod native;
 
 mod app_cli;
+mod console;
 mod image;
 mod local_zone;
 mod local_zone_data;
