@@ -34,6 +34,8 @@ pub mod jobs;
 pub mod keygen;
 /// The local zone: an offline emulator of the WeCom side (for development and tests; the program never uses it).
 pub mod local_zone;
+/// Prometheus metrics (`GET /metrics`): families, the metered SDK wrapper, the counting listener.
+pub mod metrics;
 /// `preflight`: the start check (config, key files, SDK library, data directory, port).
 pub mod preflight;
 /// The zone SDK seam and its backends.

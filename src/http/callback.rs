@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::metrics::RefusedReason;
 use crate::sdk::{DecodeError, Decoded, Reply};
 use crate::telemetry::Metrics;
 
@@ -23,10 +24,12 @@ pub(super) async fn handle(State(state): State<AppState>, method: Method, header
         Err(e) => {
             Metrics::inc(&state.metrics.callbacks_rejected);
             tracing::warn!(code = e.code, "request refused by verification");
-            return match e.reply {
+            let mut res = match e.reply {
                 Some(reply) => reply_response(reply),
                 None => rejected(),
             };
+            res.extensions_mut().insert(RefusedReason::of_code(e.code));
+            return res;
         }
     };
     let span = tracing::Span::current();

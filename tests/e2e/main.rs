@@ -16,6 +16,7 @@ mod local_zone_data;
 mod local_zone_loop;
 mod local_zone_models;
 mod local_zone_sdk;
+mod metrics;
 
 mod abilities;
 mod events;
