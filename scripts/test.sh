@@ -17,7 +17,7 @@ scripts/browser-deps.sh
 if command -v chromedriver >/dev/null && { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
   export ZONE_TEST_REQUIRE_BROWSER=1
 fi
-cargo test --all-targets "$@"
+cargo test --workspace --all-targets "$@"
 
 echo "== the end-to-end suite again on the native backend (shim + stub SDK)"
 # Append the native-only tests' skip to the harness arguments (after "--" if the caller gave one).
@@ -25,4 +25,4 @@ args=("$@")
 # The browser test runs once (the first run); the page does not depend on the program's backend.
 if [[ " ${args[*]-} " == *" -- "* ]]; then args+=(--skip native::); else args+=(-- --skip native::); fi
 args+=(--skip console::the_console_in_a_real_browser)
-ZONE_TEST_BACKEND=native cargo test --test e2e "${args[@]}"
+ZONE_TEST_BACKEND=native cargo test -p zone-cli --test e2e "${args[@]}"
