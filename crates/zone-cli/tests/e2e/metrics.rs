@@ -97,4 +97,21 @@ async fn a_scrape_after_known_traffic_shows_each_family_with_bounded_labels() {
     assert_eq!(get(&m, "zone_program_notify_entries{}"), 0.0);
     assert!(get(&m, "zone_program_open_connections{}") >= 1.0, "the scrape's own connection");
     assert_eq!(get(&m, "zone_program_callbacks_answered_total{}"), 5.0);
+
+    // deploy/monitoring uses only names the program exports (every family has samples by now).
+    let exported: std::collections::HashSet<&str> = m.keys().map(|k| k.split('{').next().unwrap()).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/monitoring");
+    for file in ["alerts.yml", "dashboard.json"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut used = 0;
+        for (i, _) in text.match_indices("zone_program_") {
+            let name: String =
+                text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let base = ["_bucket", "_count", "_sum"].iter().find_map(|x| name.strip_suffix(x)).unwrap_or(&name);
+            let known = exported.contains(name.as_str()) || exported.iter().any(|e| e.starts_with(base));
+            assert!(known, "{file} uses {name}, which /metrics does not export");
+            used += 1;
+        }
+        assert!(used >= 10, "{file} uses the metrics");
+    }
 }
