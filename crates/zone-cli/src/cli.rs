@@ -113,16 +113,7 @@ pub fn run() -> anyhow::Result<()> {
             }
         }
         Command::Preflight => program::preflight(cli.config.as_deref()),
-        Command::Keygen(args) => {
-            let known: Vec<KnownKey> = config
-                .program
-                .keyring
-                .keys
-                .iter()
-                .map(|k| KnownKey { corp_id: k.corp_id.clone(), public_key_ver: k.public_key_ver })
-                .collect();
-            zone_app::keygen::run_cli(&args, &config.app.corp_id, &known)
-        }
+        Command::Keygen(args) => zone_app::keygen::run_cli(&args, &config.app.corp_id, &known_keys(&config)),
         Command::App(args) => {
             let _log = telemetry::init(&config.program.log);
             runtime()?.block_on(zone_app::commands::run(args, config.app, shutdown_signal()))
@@ -140,6 +131,21 @@ pub fn run() -> anyhow::Result<()> {
             runtime()?.block_on(zone_local::console::tail::run(&url, from_start))
         }
     }
+}
+
+/// The key versions `keygen` must go above: the keyring's, and the local zone's demo key (version 1
+/// of the demo corp, which `serve --local` and `local-zone` register and put in the keyring), so
+/// that the key it makes is accepted by `app set-public-key` against the local zone as is.
+fn known_keys(config: &DevConfig) -> Vec<KnownKey> {
+    let mut known: Vec<KnownKey> = config
+        .program
+        .keyring
+        .keys
+        .iter()
+        .map(|k| KnownKey { corp_id: k.corp_id.clone(), public_key_ver: k.public_key_ver })
+        .collect();
+    known.push(KnownKey { corp_id: config.local_zone.corp_id.clone(), public_key_ver: 1 });
+    known
 }
 
 /// `serve --local`: the local zone and the program in one process, wired to each other.
@@ -226,6 +232,23 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn keygen_goes_above_the_local_zones_demo_key() {
+        let config = DevConfig::load(None, Vec::new()).unwrap();
+        let known = known_keys(&config);
+        assert!(known.iter().any(|k| k.corp_id == config.local_zone.corp_id && k.public_key_ver == 1));
+    }
+
+    #[test]
+    fn local_zone_tail_parses() {
+        let cli = Cli::try_parse_from(["zone-program", "local-zone", "tail", "--url", "http://127.0.0.1:1"]).unwrap();
+        let Command::LocalZone(LocalZoneArgs { action: Some(LocalZoneAction::Tail { url, from_start }) }) = cli.command
+        else {
+            panic!("tail")
+        };
+        assert_eq!((url.as_deref(), from_start), (Some("http://127.0.0.1:1"), false));
     }
 
     #[test]

@@ -260,7 +260,17 @@ fn set_public_key(shared: &Shared, req: &Req) -> ApiResult {
     let pem = req.str_req("public_key", 16 * 1024)?;
     let ver = req.int_opt("public_key_ver")?.ok_or_else(|| ApiError::invalid("public_key_ver", "is required"))?;
     let ver = u32::try_from(ver).map_err(|_| ApiError::invalid("public_key_ver", "must be a positive integer"))?;
-    shared.keys().register(pem, ver).map_err(|why| ApiError::invalid("public_key", why))?;
+    let mut keys = shared.keys();
+    let current = keys.current_ver();
+    if ver <= current {
+        // The version is checked first and named with the current one, so the fix is plain.
+        return Err(ApiError::invalid(
+            "public_key_ver",
+            &format!("{ver} is not greater than the current version {current}; register it as {}", current + 1),
+        ));
+    }
+    keys.register(pem, ver).map_err(|why| ApiError::invalid("public_key", why))?;
+    drop(keys);
     tracing::info!(public_key_ver = ver, "public key registered");
     Ok(json!({}))
 }

@@ -59,6 +59,9 @@ mod tests {
         assert_eq!(app.corp_secret.expose_secret(), lz.corp_secret.expose_secret());
         assert_eq!(app.callback.token.expose_secret(), lz.app_token.expose_secret());
         assert_eq!(app.callback.encoding_aes_key.expose_secret(), lz.app_encoding_aes_key.expose_secret());
+        // program_notify reaches `app listen` as configured by default (README's event loop).
+        let listen_url = format!("http://{}{}", app.callback.listen, app.callback.path);
+        assert_eq!(lz.app_callback_url.as_deref(), Some(listen_url.as_str()));
     }
 
     #[test]

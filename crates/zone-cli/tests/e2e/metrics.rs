@@ -105,8 +105,7 @@ async fn a_scrape_after_known_traffic_shows_each_family_with_bounded_labels() {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let mut used = 0;
         for (i, _) in text.match_indices("zone_program_") {
-            let name: String =
-                text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             let base = ["_bucket", "_count", "_sum"].iter().find_map(|x| name.strip_suffix(x)).unwrap_or(&name);
             let known = exported.contains(name.as_str()) || exported.iter().any(|e| e.starts_with(base));
             assert!(known, "{file} uses {name}, which /metrics does not export");

@@ -124,7 +124,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "now": shared.clock.now(),
         "corp_id": shared.cfg.corp_id, "program_id": shared.cfg.program_id,
         "program_url": shared.program_url(),
-        "app_callback_url": shared.cfg.app_callback_url,
+        "app_callback_url": shared.cfg.app_callback_url.as_deref().filter(|u| !u.is_empty()),
         "public_key_versions": keys,
         "jobs": jobs,
         "faults": shared.faults().pending(),
