@@ -168,6 +168,8 @@ pub struct Plan {
     pub micro_rounds: usize,
     /// Sequential SDK calls that calibrate the one-thread baseline.
     pub calibration_calls: usize,
+    /// A smoke run (`--quick`): too short for its ratios to mean anything against the targets.
+    pub quick: bool,
 }
 
 impl Plan {
@@ -187,6 +189,7 @@ impl Plan {
             sdk_delay: Duration::from_millis(args.sdk_delay_ms),
             micro_rounds: 200,
             calibration_calls: 200,
+            quick: false,
         };
         if args.quick {
             plan = plan.quick();
@@ -204,6 +207,7 @@ impl Plan {
         self.sweep_clients = vec![1, 32];
         self.micro_rounds = 5;
         self.calibration_calls = 10;
+        self.quick = true;
         self
     }
 }
@@ -235,7 +239,7 @@ pub fn run(
 
 /// Measures every table of `plan`, calling `progress` after each point.
 pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)) -> anyhow::Result<Report> {
-    let mut report = Report { clients: plan.clients, ..Report::default() };
+    let mut report = Report { clients: plan.clients, quick: plan.quick, ..Report::default() };
     let micro = micro::codec_ratio(64 * 1024, plan.micro_rounds);
     report.codec_ratio = Some(micro);
     let calibration = match &env.zone {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use zone_app::commands::AppArgs;
 use zone_app::keygen::{KeygenArgs, KnownKey};
 use zone_local::LocalZone;
@@ -47,6 +47,12 @@ pub enum Command {
     App(AppArgs),
     /// Load-benchmark the program against the axum echo floor and the one-thread demo (BENCHMARKS.md).
     Bench(zone_bench::BenchArgs),
+    /// Print a shell completion script: `zone-program completions bash > /etc/bash_completion.d/zone-program`
+    /// (zsh: into a directory of `$fpath` as `_zone-program`; fish: `~/.config/fish/completions/zone-program.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Options of `local-zone`.
@@ -89,6 +95,12 @@ pub fn run() -> anyhow::Result<()> {
     use zone_program::cli as program;
     use zone_program::telemetry;
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        // Before loading: completions need no configuration.
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "zone-program", &mut out);
+        return zone_app::out::print_out(String::from_utf8_lossy(&out).trim_end()).map_err(Into::into);
+    }
     if let Command::Preflight = cli.command {
         // Before loading: a configuration that does not load is one of the failures it reports.
         return program::preflight(cli.config.as_deref());
@@ -123,6 +135,7 @@ pub fn run() -> anyhow::Result<()> {
             let _log = telemetry::init(&LogConfig { level: "warn".into(), ..Default::default() });
             zone_bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(zone_bench::LocalZoneLauncher)))
         }
+        Command::Completions { .. } => unreachable!("handled before the configuration is loaded"),
         Command::LocalZone(LocalZoneArgs { action: None }) => {
             let _log = telemetry::init(&config.program.log);
             runtime()?.block_on(local_zone_only(config))
@@ -233,6 +246,18 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_cover_every_subcommand_in_each_shell() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zone-program", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for sub in ["serve", "local-zone", "tail", "keygen", "app", "set-public-key", "bench", "completions"] {
+                assert!(text.contains(sub), "{shell}: {sub}");
+            }
+        }
     }
 
     #[test]

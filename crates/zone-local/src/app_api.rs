@@ -106,6 +106,12 @@ async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, bo
         "get_log_level" => get_log_level(shared, &req),
         "get_auth_user_list" => get_auth_user_list(shared, &req),
         "set_hide_sensitiveinfo_config" | "get_hide_sensitiveinfo_config" => rest_twin(shared, name, &req),
+        "open_debug_mode" | "check_debug_mode" | "close_debug_mode" => Err(ApiError::new(
+            404,
+            "the local zone does not emulate debug mode (open_debug_mode, check_debug_mode, close_debug_mode): it \
+             exists only in the real zone, where it sends the zone's requests to a program you run with \
+             `serve --sdk native --debug-token`; against the local zone the program already runs locally",
+        )),
         _ => Err(ApiError::new(404, "no such chatdata api in the local zone")),
     }
 }

@@ -355,3 +355,21 @@ async fn the_console_in_a_real_browser_sends_a_message_sees_the_whole_loop_and_c
     s.quit().await;
     eprintln!("console screenshots: {}", shots.display());
 }
+
+#[tokio::test]
+async fn local_events_names_every_missing_field_at_once() {
+    let env = TestEnv::spawn().await;
+    let r = env.control("events", json!({"event_type": "knowledge_base_learn_done"})).await;
+    assert_eq!(r["errcode"], 40058);
+    let msg = r["errmsg"].as_str().unwrap();
+    assert!(msg.contains("missing: knowledge_base_id, doc_id"), "{msg}");
+    let r = env.control("events", json!({"event_type": "no_such_event"})).await;
+    assert!(r["errmsg"].as_str().unwrap().contains("chat_archive_export_finished"), "{r}");
+}
+
+#[tokio::test]
+async fn the_debug_mode_apis_say_plainly_that_the_local_zone_lacks_them() {
+    let env = TestEnv::spawn().await;
+    let r = env.app_post("open_debug_mode", &json!({"program_id": crate::helpers::PROGRAM, "debug_token": "x"})).await;
+    assert!(r["errmsg"].as_str().unwrap().contains("does not emulate debug mode"), "{r}");
+}
