@@ -35,6 +35,7 @@ pub mod sdk_rules;
 pub mod sdk_search;
 pub mod seed;
 pub mod timeline;
+pub mod timer;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
