@@ -13,6 +13,11 @@ cd "$(dirname "$0")/.."
 scripts/native-deps.sh
 native/build.sh
 export ZONE_TEST_REQUIRE_NATIVE=1
+# The console's browser test (headless Chromium + chromedriver): required once they are installed.
+scripts/browser-deps.sh
+if command -v chromedriver >/dev/null && { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
+  export ZONE_TEST_REQUIRE_BROWSER=1
+fi
 cargo test --workspace --all-targets "$@"
 
 echo "== examples/provider-ability: a provider's crate of its own, built from a copy outside the repository"
@@ -24,5 +29,7 @@ scripts/example-outside.sh
 echo "== the end-to-end suite again on the native backend (shim + stub SDK)"
 # Append the native-only tests' skip to the harness arguments (after "--" if the caller gave one).
 args=("$@")
+# The browser test runs once (the first run); the page does not depend on the program's backend.
 if [[ " ${args[*]-} " == *" -- "* ]]; then args+=(--skip native::); else args+=(-- --skip native::); fi
+args+=(--skip console::the_console_in_a_real_browser)
 ZONE_TEST_BACKEND=native cargo test -p zone-cli --test e2e "${args[@]}"

@@ -2,7 +2,7 @@
 //! output (JSON where the reply is JSON); a non-zero `errcode`, WeCom's or the program's, is shown
 //! with its meaning and makes the command fail.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -283,19 +283,19 @@ fn check_program_errcode(response_data: &str) -> anyhow::Result<()> {
 fn print_response_data(data: &str) {
     match serde_json::from_str::<Value>(data) {
         Ok(v) => print_json(&v),
-        Err(_) => println!("{data}"),
+        Err(_) => {
+            let _ = crate::out::print_out(data);
+        }
     }
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("a Value serialises"));
+    let _ = crate::out::print_out(&serde_json::to_string_pretty(v).expect("a Value serialises"));
 }
 
 /// One JSON line, flushed at once (a consumer reads them as they come).
 fn print_line(v: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
+    let _ = crate::out::print_out(&v.to_string());
 }
 
 #[cfg(test)]

@@ -133,9 +133,9 @@ pub fn run_cli(args: &KeygenArgs, default_corp_id: &str, keyring: &[KnownKey]) -
     let corp_id = args.corp_id.as_deref().unwrap_or(default_corp_id);
     let key = generate(&args.keys_dir, corp_id, args.ver, keyring, &mut rand::rngs::OsRng)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&key)?);
+        crate::out::print_out(&serde_json::to_string_pretty(&key)?)?;
     } else {
-        print!("{}", key.render());
+        crate::out::print_out(key.render().trim_end())?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod errcode;
 pub mod keygen;
 pub mod listen;
 pub mod notify;
+pub mod out;
 pub mod token;
 
 use std::time::Duration;

@@ -271,8 +271,26 @@ fn success() -> Response {
 }
 
 fn rejected(code: i32) -> Response {
-    tracing::warn!(code, "callback refused by verification");
+    tracing::warn!(code, check = refusal_hint(code), "callback refused by verification");
     (StatusCode::FORBIDDEN, [("content-type", "text/plain")], "rejected").into_response()
+}
+
+/// What to check when a callback is refused with `code` (the −4000x codes of the WeCom callback
+/// cipher). Logged, never answered.
+pub fn refusal_hint(code: i32) -> &'static str {
+    match code {
+        -40001 => "the signature does not match: check app.callback.token (the Token set with the callback URL)",
+        -40002 => "the body is not the callback XML: is WeCom (or the local zone) posting to this URL?",
+        -40005 => {
+            "the receive id is not this corp: check app.corp_id and app.callback.encoding_aes_key \
+             (both must be the ones of the app whose callback URL this is)"
+        }
+        -40007 | -40008 => {
+            "decryption failed: check app.callback.encoding_aes_key (the EncodingAESKey set with the callback URL)"
+        }
+        -40010 => "the ciphertext is not Base64: the body was altered or does not come from WeCom",
+        _ => "an internal cipher error: see the code in the WeCom error-code table (README)",
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +370,13 @@ mod tests {
         let res = app.oneshot(Request::get("/cb?echostr=abc").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(res.status(), 403);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn each_refusal_code_says_which_setting_to_check() {
+        assert!(refusal_hint(-40001).contains("app.callback.token"));
+        assert!(refusal_hint(-40008).contains("app.callback.encoding_aes_key"));
+        assert!(refusal_hint(-40005).contains("app.corp_id"));
     }
 
     #[test]

@@ -245,6 +245,8 @@ pub struct Plan {
     pub canned_bytes: usize,
     /// The `rate` table's points, as fractions of the measured maximum.
     pub rate_fractions: Vec<f64>,
+    /// A smoke run (`--quick`): too short for its ratios to mean anything against the targets.
+    pub quick: bool,
 }
 
 impl Plan {
@@ -267,6 +269,7 @@ impl Plan {
             sdk: args.sdk,
             canned_bytes: args.canned_bytes,
             rate_fractions: args.rate_fractions.clone(),
+            quick: false,
         };
         if args.quick {
             plan = plan.quick();
@@ -285,6 +288,7 @@ impl Plan {
         self.micro_rounds = 5;
         self.calibration_calls = 10;
         self.rate_fractions = vec![0.5];
+        self.quick = true;
         self
     }
 }
@@ -326,7 +330,7 @@ pub fn run(
 
 /// Measures every table of `plan`, calling `progress` after each point.
 pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)) -> anyhow::Result<Report> {
-    let mut report = Report { clients: plan.clients, ..Report::default() };
+    let mut report = Report { clients: plan.clients, quick: plan.quick, ..Report::default() };
     let micro = micro::codec_ratio(64 * 1024, plan.micro_rounds);
     report.codec_ratio = Some(micro);
     let sdk = env.zone.is_some() || plan.sdk == SdkMode::Canned;

@@ -120,6 +120,8 @@ pub struct Report {
     pub sdk: SdkMode,
     /// The pass-through's closed-loop maximum the `rate` table's fractions are of.
     pub max_rate: Option<f64>,
+    /// A `--quick` smoke run: its points are too short to judge the targets, so no verdict is given.
+    pub quick: bool,
 }
 
 /// One target and how the run did against it.
@@ -309,9 +311,18 @@ impl Report {
                 cal.reply_bytes
             );
         }
-        let _ = write!(out, "\n### Targets (ratios of this run)\n\n| target | measured | verdict |\n|---|---|---|\n");
+        let _ = write!(out, "\n### Targets (ratios of this run)\n\n");
+        if self.quick {
+            let _ = writeln!(
+                out,
+                "A `--quick` run checks that every scenario works; its 200 ms points are too short to judge the \
+                 targets, so no verdict is given. Run `zone-program bench` without `--quick` for verdicts.\n"
+            );
+        }
+        let _ = write!(out, "| target | measured | verdict |\n|---|---|---|\n");
         for v in self.verdicts() {
             let verdict = match v.met {
+                _ if self.quick => "– (quick run)",
                 Some(true) => "met",
                 Some(false) => "missed",
                 None => "–",
@@ -403,5 +414,9 @@ mod tests {
         assert_eq!((v[8].measured.as_str(), v[8].met), ("39.1 MiB", Some(false)));
         let text = report.render();
         assert!(text.contains("| invoke_ pass-through | 64 | 400 B | 100 B | 0 | 2500 |"), "{text}");
+        assert!(text.contains("| missed |"));
+        let quick = Report { quick: true, ..report }.render();
+        assert!(!quick.contains("missed") && !quick.contains("| met |"), "{quick}");
+        assert!(quick.contains("no verdict is given"));
     }
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use zone_app::commands::AppArgs;
 use zone_app::keygen::{KeygenArgs, KnownKey};
 use zone_local::LocalZone;
@@ -33,8 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve WeCom callbacks (POST / on server.listen, default 0.0.0.0:8080).
     Serve(ServeArgs),
-    /// Run only the local zone (the emulator of the WeCom side).
-    LocalZone,
+    /// Run only the local zone (the emulator of the WeCom side); `local-zone tail` streams its timeline.
+    LocalZone(LocalZoneArgs),
     /// Load and validate the configuration, then exit.
     CheckConfig,
     /// Check everything the program needs before serving (config, key files, SDK library, data
@@ -47,6 +47,35 @@ pub enum Command {
     App(AppArgs),
     /// Load-benchmark the program against the axum echo floor and the one-thread demo (BENCHMARKS.md).
     Bench(zone_bench::BenchArgs),
+    /// Print a shell completion script: `zone-program completions bash > /etc/bash_completion.d/zone-program`
+    /// (zsh: into a directory of `$fpath` as `_zone-program`; fish: `~/.config/fish/completions/zone-program.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `local-zone`.
+#[derive(Debug, Args)]
+pub struct LocalZoneArgs {
+    /// Without an action: run the local zone.
+    #[command(subcommand)]
+    pub action: Option<LocalZoneAction>,
+}
+
+/// What `local-zone` does besides running.
+#[derive(Debug, Subcommand)]
+pub enum LocalZoneAction {
+    /// Stream the zone's timeline to the terminal: app calls, events, the program's SDK calls,
+    /// program_notify pushes and get_callback_data fetches (the console's timeline, as text).
+    Tail {
+        /// The local zone's URL (default: http://<local_zone.listen>).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Also print what the zone already recorded (its last 200 interactions).
+        #[arg(long)]
+        from_start: bool,
+    },
 }
 
 /// Options of `serve`.
@@ -66,6 +95,12 @@ pub fn run() -> anyhow::Result<()> {
     use zone_program::cli as program;
     use zone_program::telemetry;
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        // Before loading: completions need no configuration.
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "zone-program", &mut out);
+        return zone_app::out::print_out(String::from_utf8_lossy(&out).trim_end()).map_err(Into::into);
+    }
     if let Command::Preflight = cli.command {
         // Before loading: a configuration that does not load is one of the failures it reports.
         return program::preflight(cli.config.as_deref());
@@ -91,16 +126,7 @@ pub fn run() -> anyhow::Result<()> {
             }
         }
         Command::Preflight => program::preflight(cli.config.as_deref()),
-        Command::Keygen(args) => {
-            let known: Vec<KnownKey> = config
-                .program
-                .keyring
-                .keys
-                .iter()
-                .map(|k| KnownKey { corp_id: k.corp_id.clone(), public_key_ver: k.public_key_ver })
-                .collect();
-            zone_app::keygen::run_cli(&args, &config.app.corp_id, &known)
-        }
+        Command::Keygen(args) => zone_app::keygen::run_cli(&args, &config.app.corp_id, &known_keys(&config)),
         Command::App(args) => {
             let _log = telemetry::init(&config.program.log);
             runtime()?.block_on(zone_app::commands::run(args, config.app, shutdown_signal()))
@@ -109,11 +135,31 @@ pub fn run() -> anyhow::Result<()> {
             let _log = telemetry::init(&LogConfig { level: "warn".into(), ..Default::default() });
             zone_bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(zone_bench::LocalZoneLauncher)))
         }
-        Command::LocalZone => {
+        Command::Completions { .. } => unreachable!("handled before the configuration is loaded"),
+        Command::LocalZone(LocalZoneArgs { action: None }) => {
             let _log = telemetry::init(&config.program.log);
             runtime()?.block_on(local_zone_only(config))
         }
+        Command::LocalZone(LocalZoneArgs { action: Some(LocalZoneAction::Tail { url, from_start }) }) => {
+            let url = url.unwrap_or_else(|| format!("http://{}", loopback_for(config.local_zone.listen)));
+            runtime()?.block_on(zone_local::console::tail::run(&url, from_start))
+        }
     }
+}
+
+/// The key versions `keygen` must go above: the keyring's, and the local zone's demo key (version 1
+/// of the demo corp, which `serve --local` and `local-zone` register and put in the keyring), so
+/// that the key it makes is accepted by `app set-public-key` against the local zone as is.
+fn known_keys(config: &DevConfig) -> Vec<KnownKey> {
+    let mut known: Vec<KnownKey> = config
+        .program
+        .keyring
+        .keys
+        .iter()
+        .map(|k| KnownKey { corp_id: k.corp_id.clone(), public_key_ver: k.public_key_ver })
+        .collect();
+    known.push(KnownKey { corp_id: config.local_zone.corp_id.clone(), public_key_ver: 1 });
+    known
 }
 
 /// `serve --local`: the local zone and the program in one process, wired to each other.
@@ -200,6 +246,35 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_cover_every_subcommand_in_each_shell() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zone-program", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for sub in ["serve", "local-zone", "tail", "keygen", "app", "set-public-key", "bench", "completions"] {
+                assert!(text.contains(sub), "{shell}: {sub}");
+            }
+        }
+    }
+
+    #[test]
+    fn keygen_goes_above_the_local_zones_demo_key() {
+        let config = DevConfig::load(None, Vec::new()).unwrap();
+        let known = known_keys(&config);
+        assert!(known.iter().any(|k| k.corp_id == config.local_zone.corp_id && k.public_key_ver == 1));
+    }
+
+    #[test]
+    fn local_zone_tail_parses() {
+        let cli = Cli::try_parse_from(["zone-program", "local-zone", "tail", "--url", "http://127.0.0.1:1"]).unwrap();
+        let Command::LocalZone(LocalZoneArgs { action: Some(LocalZoneAction::Tail { url, from_start }) }) = cli.command
+        else {
+            panic!("tail")
+        };
+        assert_eq!((url.as_deref(), from_start), (Some("http://127.0.0.1:1"), false));
     }
 
     #[test]

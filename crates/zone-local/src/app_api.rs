@@ -96,8 +96,8 @@ async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, bo
     check_access_token(shared, q.get("access_token").map(String::as_str))?;
     let req = Req::parse(std::str::from_utf8(body).unwrap_or("\u{0}"))?;
     match name {
-        "sync_call_program" => sync_call_program(shared, &req).await,
-        "async_program_task" => async_program_task(shared, &req),
+        "sync_call_program" => sync_call_program(shared, &req, "app").await,
+        "async_program_task" => async_program_task(shared, &req, "app"),
         "async_program_result" => async_program_result(shared, &req),
         "set_public_key" => set_public_key(shared, &req),
         "set_receive_callback" => set_receive_callback(shared, &req),
@@ -106,6 +106,12 @@ async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, bo
         "get_log_level" => get_log_level(shared, &req),
         "get_auth_user_list" => get_auth_user_list(shared, &req),
         "set_hide_sensitiveinfo_config" | "get_hide_sensitiveinfo_config" => rest_twin(shared, name, &req),
+        "open_debug_mode" | "check_debug_mode" | "close_debug_mode" => Err(ApiError::new(
+            404,
+            "the local zone does not emulate debug mode (open_debug_mode, check_debug_mode, close_debug_mode): it \
+             exists only in the real zone, where it sends the zone's requests to a program you run with \
+             `serve --sdk native --debug-token`; against the local zone the program already runs locally",
+        )),
         _ => Err(ApiError::new(404, "no such chatdata api in the local zone")),
     }
 }
@@ -146,7 +152,8 @@ fn target(shared: &Shared, req: &Req) -> Result<Target, ApiError> {
     Ok(Target { ability_id, request_data })
 }
 
-async fn sync_call_program(shared: &Arc<Shared>, req: &Req) -> ApiResult {
+/// `sync_call_program` (also the console's "call an ability"; `origin` says which, in the timeline).
+pub async fn sync_call_program(shared: &Arc<Shared>, req: &Req, origin: &'static str) -> ApiResult {
     let t = target(shared, req)?;
     let notify_id = req.str_max("notify_id", 128)?.unwrap_or_default().to_owned();
     if !notify_id.is_empty() {
@@ -155,20 +162,36 @@ async fn sync_call_program(shared: &Arc<Shared>, req: &Req) -> ApiResult {
             return Err(ApiError::invalid("notify_id", "unknown or expired (a notify_id lives 10 minutes)"));
         }
     }
-    let call =
-        ProgramCall { ability_id: t.ability_id.clone(), notify_id, data: t.request_data, ..ProgramCall::default() };
+    let call = ProgramCall {
+        ability_id: t.ability_id.clone(),
+        notify_id,
+        data: t.request_data,
+        origin,
+        title: "sync_call_program".into(),
+        ..ProgramCall::default()
+    };
     let timeout = Duration::from_millis(shared.cfg.program_timeout_ms);
-    let output = program::call(shared, call, timeout).await.map_err(|e| {
-        tracing::warn!(error = %e, "sync_call_program: the program did not answer");
-        ApiError::new(CONNECT_FAIL, "connect fail")
-    })?;
-    if !output_matches(&shared.cfg, &t.ability_id, &output) {
-        return Err(ApiError::new(OUTPUT_PROTOCOL_MISMATCH, "the program's output does not match the output protocol"));
-    }
-    Ok(json!({ "response_data": output }))
+    let (id, outcome) = program::call_traced(shared, call, timeout).await;
+    let reply = outcome
+        .map_err(|e| {
+            tracing::warn!(error = %e, "sync_call_program: the program did not answer");
+            ApiError::new(CONNECT_FAIL, "connect fail")
+        })
+        .and_then(|output| {
+            if !output_matches(&shared.cfg, &t.ability_id, &output) {
+                return Err(ApiError::new(
+                    OUTPUT_PROTOCOL_MISMATCH,
+                    "the program's output does not match the output protocol",
+                ));
+            }
+            Ok(json!({ "response_data": output }))
+        });
+    shared.timeline.app_answered(id, reply.as_ref().map_or_else(|e| e.errcode, |_| 0));
+    reply
 }
 
-fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
+/// `async_program_task` (also the console's async call; `origin` says which, in the timeline).
+pub fn async_program_task(shared: &Arc<Shared>, req: &Req, origin: &'static str) -> ApiResult {
     let t = target(shared, req)?;
     let now = shared.clock.now();
     let (jobid, job_info) = {
@@ -194,6 +217,9 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
         is_async: true,
         job_info,
         data: t.request_data,
+        origin,
+        title: "async_program_task".into(),
+        jobid: jobid.clone(),
         ..ProgramCall::default()
     };
     spawn_job_delivery(shared.clone(), jobid.clone(), call, Duration::from_millis(shared.cfg.program_timeout_ms));
@@ -240,7 +266,17 @@ fn set_public_key(shared: &Shared, req: &Req) -> ApiResult {
     let pem = req.str_req("public_key", 16 * 1024)?;
     let ver = req.int_opt("public_key_ver")?.ok_or_else(|| ApiError::invalid("public_key_ver", "is required"))?;
     let ver = u32::try_from(ver).map_err(|_| ApiError::invalid("public_key_ver", "must be a positive integer"))?;
-    shared.keys().register(pem, ver).map_err(|why| ApiError::invalid("public_key", why))?;
+    let mut keys = shared.keys();
+    let current = keys.current_ver();
+    if ver <= current {
+        // The version is checked first and named with the current one, so the fix is plain.
+        return Err(ApiError::invalid(
+            "public_key_ver",
+            &format!("{ver} is not greater than the current version {current}; register it as {}", current + 1),
+        ));
+    }
+    keys.register(pem, ver).map_err(|why| ApiError::invalid("public_key", why))?;
+    drop(keys);
     tracing::info!(public_key_ver = ver, "public key registered");
     Ok(json!({}))
 }

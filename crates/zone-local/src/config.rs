@@ -28,7 +28,9 @@ pub struct LocalZoneConfig {
     pub seed: u64,
     /// Where the demo data and key pair are kept. Default `data/local-zone`.
     pub data_dir: PathBuf,
-    /// The app's callback URL for `program_notify`, if any.
+    /// The app's callback URL for `program_notify`. Default `http://127.0.0.1:9090/callback`, where
+    /// `zone-program app listen` receives by default; empty: notifications are only kept in the
+    /// outbox (`GET /local/notifications`).
     pub app_callback_url: Option<String>,
     /// The app callback token (1–32 of `[A-Za-z0-9]`).
     pub app_token: SecretString,
@@ -72,7 +74,7 @@ impl Default for LocalZoneConfig {
             corp_secret: SecretString::from(demo::CORP_SECRET),
             seed: 42,
             data_dir: PathBuf::from("data/local-zone"),
-            app_callback_url: None,
+            app_callback_url: Some("http://127.0.0.1:9090/callback".into()),
             app_token: SecretString::from(demo::APP_TOKEN),
             app_encoding_aes_key: SecretString::from(demo::APP_KEY),
             access_token_ttl_secs: 7200,

@@ -1,6 +1,6 @@
 //! `/local/*`: controls for tests and demos, served only by the local zone (never by WeCom).
-//! - `GET /local/world`: the seeded ids (staff, customers, chats, rules, knowledge sets, tag groups;
-//!   no message content);
+//! - `GET /local/world`: the seeded ids (staff, customers, chats, rules, knowledge sets with their doc
+//!   ids, export jobids, tag groups; no message content);
 //! - `POST /local/messages`: archive a new message, then raise `conversation_new_message` (and
 //!   `hit_keyword` when it hits a rule) at the receiving program, each with a fresh 10-minute token;
 //! - `POST /local/events`: raise any other documented event (consent, knowledge sets, exports);
@@ -70,12 +70,21 @@ async fn world(State(shared): State<Arc<Shared>>) -> Json<Value> {
         .map(|g| json!({"group_id": g.group_id, "name": g.name,
                          "tags": g.tags.iter().map(|(id, name, _)| json!({"tag_id": id, "name": name})).collect::<Vec<_>>()}))
         .collect();
+    let kbs: Vec<Value> = data
+        .kbs
+        .values()
+        .map(|k| {
+            json!({"knowledge_base_id": k.kb_id, "name": k.kb_name,
+                         "doc_ids": k.docs.iter().map(|d| d.docid).collect::<Vec<_>>()})
+        })
+        .collect();
     Json(json!({
         "errcode": 0, "errmsg": "ok",
         "corp_id": shared.cfg.corp_id, "agent_id": shared.cfg.agent_id, "program_id": shared.cfg.program_id,
         "own_model_id": shared.cfg.own_model_id, "public_key_ver": shared.keys().current_ver(),
         "staff": staff, "customers": customers, "chats": chats, "tag_groups": tag_groups,
         "rules": data.rules.keys().collect::<Vec<_>>(), "kb_ids": data.kbs.keys().collect::<Vec<_>>(),
+        "knowledge_bases": kbs, "export_jobids": data.exports.keys().collect::<Vec<_>>(),
         "messages": data.messages.len(), "hits": data.hits.len(),
     }))
 }

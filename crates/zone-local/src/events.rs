@@ -30,9 +30,43 @@ pub async fn raise(State(shared): State<Arc<Shared>>, body: String) -> Json<Valu
 async fn raise_event(shared: &Arc<Shared>, body: &str) -> ApiResult {
     let req = parse(body)?;
     let event_type = req.str_req("event_type", 64)?.to_owned();
+    check_required(&event_type, &req)?;
     let (key, payload) = apply(shared, &event_type, &req)?;
     let ack = program::raise_event(shared, &event_type, key, payload.clone()).await;
     Ok(json!({ "event_type": event_type, key: payload, "ack": ack_json(ack) }))
+}
+
+/// The fields each event needs, in the order `/local/events` lists them.
+pub const REQUIRED: &[(&str, &[&str])] = &[
+    ("chat_archive_audit_approved_single", &["userid", "external_userid"]),
+    ("chat_archive_audit_approved_room", &["external_userid", "chatid"]),
+    ("conversation_new_message", &[]),
+    ("hit_keyword", &[]),
+    ("auth_knowledge_base", &["knowledge_base_id", "knowledge_base_name"]),
+    ("unauth_knowledge_base", &["knowledge_base_id"]),
+    ("delete_knowledge_base", &["knowledge_base_id"]),
+    ("knowledge_base_learn_done", &["knowledge_base_id", "doc_id"]),
+    ("chat_archive_export_finished", &["jobid"]),
+];
+
+/// Every missing field of the event at once (not one per attempt), or the list of event types.
+fn check_required(event_type: &str, req: &Req) -> Result<(), ApiError> {
+    let Some((_, fields)) = REQUIRED.iter().find(|(t, _)| *t == event_type) else {
+        let known: Vec<&str> = REQUIRED.iter().map(|(t, _)| *t).collect();
+        return Err(ApiError::invalid(
+            "event_type",
+            &format!("not a documented zone event; one of {}", known.join(", ")),
+        ));
+    };
+    let missing: Vec<&str> = fields.iter().copied().filter(|f| req.raw(f).is_none_or(|v| v.is_null())).collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        [one] => Err(ApiError::invalid(one, &format!("is required (`{event_type}` needs {})", fields.join(", ")))),
+        _ => Err(ApiError::invalid(
+            missing[0],
+            &format!("`{event_type}` needs {}; missing: {}", fields.join(", "), missing.join(", ")),
+        )),
+    }
 }
 
 /// Applies the event's effect and returns its payload key and payload.

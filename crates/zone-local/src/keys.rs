@@ -42,6 +42,11 @@ impl KeyStore {
         *self.keys.keys().next_back().expect("at least the demo key")
     }
 
+    /// Every registered version, lowest first.
+    pub fn versions(&self) -> Vec<u32> {
+        self.keys.keys().copied().collect()
+    }
+
     /// Registers `pem` as `ver`; `ver` must be greater than the current one.
     pub fn register(&mut self, pem: &str, ver: u32) -> Result<(), &'static str> {
         if ver <= self.current_ver() {

@@ -18,6 +18,7 @@
 pub mod analysis;
 pub mod app_api;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod events;
 pub mod faults;
@@ -33,6 +34,7 @@ pub mod sdk_msgs;
 pub mod sdk_rules;
 pub mod sdk_search;
 pub mod seed;
+pub mod timeline;
 pub mod timer;
 
 use std::future::{Future, IntoFuture};
@@ -81,6 +83,8 @@ pub struct Shared {
     keys: Mutex<keys::KeyStore>,
     /// Faults armed through `/local/faults`.
     faults: Mutex<faults::Faults>,
+    /// Every request to the program and what followed it (`GET /local/calls`, the console).
+    pub timeline: timeline::Timeline,
 }
 
 impl Shared {
@@ -129,6 +133,7 @@ impl LocalZone {
             data: Mutex::new(data),
             keys: Mutex::new(keys::KeyStore::new(demo_key)),
             faults: Mutex::new(faults::Faults::default()),
+            timeline: timeline::Timeline::default(),
         });
         Ok(Self { listener, shared, private_key_path })
     }
@@ -171,6 +176,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(sdk_api::router())
         .merge(app_api::router())
         .merge(control::router())
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }

@@ -31,10 +31,11 @@ pub fn program_notify_xml(corp_id: &str, create_time: i64, notify_id: &str, scen
 /// Records the notification and, when an app callback URL is configured, delivers it.
 pub async fn push(shared: &Shared, notify_id: String, scene: Option<u8>) {
     let now = shared.clock.now();
-    let delivered = match shared.cfg.app_callback_url.as_deref() {
+    let delivered = match shared.cfg.app_callback_url.as_deref().filter(|u| !u.is_empty()) {
         None => Value::Null,
         Some(url) => Value::from(deliver(shared, url, &notify_id, scene, now).await),
     };
+    shared.timeline.notified(&notify_id, scene, delivered.as_bool());
     let mut data = shared.data();
     if data.outbox.len() >= OUTBOX_CAP {
         data.outbox.remove(0);

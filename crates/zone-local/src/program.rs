@@ -10,6 +10,8 @@ use super::Shared;
 use zone_crypto::wire::CallType;
 use zone_crypto::wire::CallbackMessage;
 
+use super::timeline::Begin;
+
 /// Why the program did not answer usefully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallFailure {
@@ -44,10 +46,21 @@ pub struct ProgramCall {
     pub job_info: String,
     /// `request_data` or the event JSON.
     pub data: String,
+    /// Who started it, for the timeline (`app`, `console`, `program_task`; events: `event`).
+    pub origin: &'static str,
+    /// The timeline's title (the app API name or the event type).
+    pub title: String,
+    /// The zone's jobid of an async call, or empty.
+    pub jobid: String,
 }
 
 /// Sends a call_type 1 request and returns the program's reply text.
 pub async fn call(shared: &Shared, call: ProgramCall, timeout: Duration) -> Result<String, CallFailure> {
+    send(shared, CallType::AppCall, call, timeout).await.1
+}
+
+/// [`call`], also returning the request's timeline id.
+pub async fn call_traced(shared: &Shared, call: ProgramCall, timeout: Duration) -> (u64, Result<String, CallFailure>) {
     send(shared, CallType::AppCall, call, timeout).await
 }
 
@@ -61,9 +74,14 @@ pub async fn raise_event(
 ) -> Result<String, CallFailure> {
     let mut event = json!({ "event_type": event_type, "timestamp": shared.clock.now() });
     event[payload_key] = payload;
-    let call = ProgramCall { data: event.to_string(), ..ProgramCall::default() };
+    let call = ProgramCall {
+        data: event.to_string(),
+        origin: "event",
+        title: event_type.to_owned(),
+        ..ProgramCall::default()
+    };
     let timeout = Duration::from_millis(shared.cfg.program_timeout_ms);
-    let outcome = send(shared, CallType::Event, call, timeout).await;
+    let (_, outcome) = send(shared, CallType::Event, call, timeout).await;
     match &outcome {
         Ok(_) => tracing::info!(event_type, "event delivered to the program"),
         Err(e) => tracing::warn!(event_type, error = %e, "event delivery failed"),
@@ -71,7 +89,32 @@ pub async fn raise_event(
     outcome
 }
 
+/// Sends one request, recorded in the timeline from start to answer.
 async fn send(
+    shared: &Shared,
+    call_type: CallType,
+    call: ProgramCall,
+    timeout: Duration,
+) -> (u64, Result<String, CallFailure>) {
+    let is_event = call_type == CallType::Event;
+    let id = shared.timeline.begin(Begin {
+        origin: if call.origin.is_empty() { if is_event { "event" } else { "app" } } else { call.origin },
+        title: &call.title,
+        call_type: if is_event { 2 } else { 1 },
+        ability_id: &call.ability_id,
+        is_async: call.is_async,
+        job_info: &call.job_info,
+        jobid: &call.jobid,
+        notify_id: &call.notify_id,
+        request: &call.data,
+        zone_time: shared.clock.now(),
+    });
+    let outcome = deliver(shared, call_type, call, timeout).await;
+    shared.timeline.program_done(id, outcome.as_deref().map_err(ToString::to_string));
+    (id, outcome)
+}
+
+async fn deliver(
     shared: &Shared,
     call_type: CallType,
     call: ProgramCall,

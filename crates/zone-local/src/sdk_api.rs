@@ -98,10 +98,22 @@ async fn invoke(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     if msg.corp_id != opened.receive_id {
         return rejected();
     }
+    let started = std::time::Instant::now();
     let fault = shared.faults().take(&msg.api);
+    let fault_name = fault.as_ref().map(|f| format!("{f:?}"));
+    let record = |errcode: i64| {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        shared.timeline.sdk_call(&msg.ability_id, &msg.job_info, &msg.api, errcode, ms, fault_name.clone());
+    };
     let reply = match faults::apply(fault).await {
-        Applied::Raw(response) => return response,
-        Applied::InvokeRet(ret) => return sealed(&shared, "", &msg.corp_id, Some(ret)),
+        Applied::Raw(response) => {
+            record(i64::from(response.status().as_u16()));
+            return response;
+        }
+        Applied::InvokeRet(ret) => {
+            record(i64::from(ret));
+            return sealed(&shared, "", &msg.corp_id, Some(ret));
+        }
         Applied::Reply(v) => v,
         Applied::Proceed { pad } => faults::pad_reply(handle(&shared, &msg), pad),
     };
@@ -110,6 +122,7 @@ async fn invoke(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     // Refusals and faults are logged above or by the control that armed them.
     let errcode = reply["errcode"].as_i64().unwrap_or_default();
     tracing::debug!(api = %msg.api, errcode, "sdk invoke answered");
+    record(errcode);
     sealed(&shared, &reply.to_string(), &msg.corp_id, None)
 }
 
@@ -149,7 +162,7 @@ fn rejected() -> Response {
 
 /// `spec_notify_app` (sdk-data-apis.md §2.2): `notify_id` ≤ 64 bytes (minted when absent), valid 10
 /// minutes; `notify_scene` 0–255, a value out of range is ignored. The XML push runs after the reply.
-fn spec_notify_app(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> ApiResult {
+fn spec_notify_app(shared: &Arc<Shared>, msg: &InvokeMessage, req: &Req) -> ApiResult {
     let given = req.str_max("notify_id", 64)?.map(str::to_owned);
     let scene = req.int_opt("notify_scene")?.and_then(|s| u8::try_from(s).ok());
     let now = shared.clock.now();
@@ -160,6 +173,7 @@ fn spec_notify_app(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> Api
         data.notify_ids.insert(id.clone(), (scene, now + TEN_MINUTES));
         id
     };
+    shared.timeline.link_notify(&msg.ability_id, &msg.job_info, &notify_id);
     let (shared, id) = (shared.clone(), notify_id.clone());
     tokio::spawn(async move { notify::push(&shared, id, scene).await });
     Ok(json!({ "notify_id": notify_id }))
@@ -182,6 +196,7 @@ fn program_async_job_call_back(shared: &Arc<Shared>, msg: &InvokeMessage, req: &
     job.protocol_mismatch = !app_api::output_matches(&shared.cfg, &job.ability_id, &result);
     job.report = Some((errcode, result));
     tracing::info!(jobid = %job.jobid, errcode, "async job reported");
+    shared.timeline.reported(&msg.job_info, errcode);
     Ok(json!({}))
 }
 

@@ -348,7 +348,16 @@ fn own_task(
         });
         (jobid, job_info)
     };
-    let call = ProgramCall { ability_id, is_async: true, job_info, data: input, ..ProgramCall::default() };
+    let call = ProgramCall {
+        ability_id,
+        is_async: true,
+        job_info,
+        data: input,
+        origin: "program_task",
+        title: if kind == JobKind::OwnProgram { "create_program_task" } else { "create_model_task" }.to_owned(),
+        jobid: jobid.clone(),
+        ..ProgramCall::default()
+    };
     spawn_job_delivery(shared.clone(), jobid.clone(), call, OWN_TASK_DEADLINE);
     Ok(json!({ "jobid": jobid, "fail_list": list.duplicates }))
 }

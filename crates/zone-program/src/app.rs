@@ -95,11 +95,13 @@ impl App {
             .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
         let keyring = Keyring::load(&config.keyring)?;
         tracing::info!(keys = keyring.len(), "keyring loaded");
+        let metrics = Arc::new(Metrics::new());
+        let sdk: Arc<dyn ZoneSdk> = Arc::new(crate::metrics::Metered::new(sdk, metrics.clone()));
         let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings::from_config(&config.jobs));
         let state = AppState {
             config: Arc::new(config),
             sdk,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             store,
             jobs,
             keyring: Arc::new(keyring),
@@ -141,7 +143,8 @@ impl App {
             Duration::from_secs(self.state.config.store.purge_interval_secs),
             background_stop,
         )));
-        let serve = axum::serve(self.listener, router)
+        let listener = crate::metrics::CountingListener::new(self.listener, self.state.metrics.clone());
+        let serve = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutdown requested; draining in-flight requests");

@@ -337,7 +337,8 @@ pub struct KeyringEntry {
 impl Config {
     /// Defaults, then `file` (if any), then `ZONE_PROGRAM_*` variables from `env`; validated.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        Self::from_table(layered_table(file, env)?)
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        layered_table(file, env.clone()).and_then(Self::from_table).map_err(|e| with_env_hint(e, &env))
     }
 
     /// The configuration in `table` (every key optional), validated.
@@ -438,8 +439,10 @@ pub fn layered_table(
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
-            toml::from_str::<toml::Table>(&text)
-                .map_err(|e| ConfigError::new(path.display().to_string(), e.message().to_owned()))?
+            toml::from_str::<toml::Table>(&text).map_err(|e| {
+                let at = e.span().map(|s| line_column(&text, s.start)).unwrap_or_default();
+                ConfigError::new(path.display().to_string(), format!("{at}{}", e.message().trim_end()))
+            })?
         }
         None => toml::Table::new(),
     };
@@ -468,14 +471,57 @@ pub fn section<T: serde::de::DeserializeOwned>(table: toml::Table, prefix: &str)
     })
 }
 
+/// `line L, column C: ` of byte `offset` in `text` (both from 1).
+fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: ")
+}
+
+/// Adds, to an error at a key that a `ZONE_PROGRAM_*` variable of `env` set, the variable's name
+/// and the form it takes.
+pub fn with_env_hint(mut err: ConfigError, env: &[(String, String)]) -> ConfigError {
+    // `sdk.local.keys[0].ver` was set by `ZONE_PROGRAM_SDK__LOCAL__KEYS` (or a deeper variable).
+    let mut key = String::new();
+    for part in err.key.split('.') {
+        let part = part.split('[').next().unwrap_or(part);
+        key = if key.is_empty() { part.to_owned() } else { format!("{key}.{part}") };
+        let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
+        if env.iter().any(|(k, _)| *k == var) {
+            err.reason = format!(
+                "{} (set by the environment variable {var}; its value is read as TOML: a list is [\"a\", \"b\"], a \
+                 table is {{k = 1}}, text may be bare or \"quoted\")",
+                err.reason
+            );
+            break;
+        }
+    }
+    err
+}
+
 /// A deserialisation message without the value it quotes: serde's `invalid type: string "…",
 /// expected …` would print a mistyped secret (a token given where a list is expected) at start.
+/// Rust type names are said in words (`u64` is "a whole number").
 fn without_value(message: &str) -> String {
     let kinds = ["invalid type", "invalid value", "unknown variant", "invalid length"];
     match (kinds.iter().find(|k| message.starts_with(*k)), message.rsplit_once(", expected ")) {
-        (Some(kind), Some((_, expected))) => format!("{kind}, expected {expected}"),
+        (Some(kind), Some((_, expected))) => format!("{kind}, expected {}", in_words(expected)),
         (Some(kind), None) => (*kind).to_owned(),
         _ => message.to_owned(),
+    }
+}
+
+/// serde's name of an expected type, in the words of the configuration file.
+fn in_words(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "a list, e.g. [\"a\", \"b\"]".into(),
+        "a map" => "a table".into(),
+        e if e.starts_with("struct ") => "a table".into(),
+        e => e.to_owned(),
     }
 }
 
@@ -553,10 +599,27 @@ mod tests {
     }
 
     #[test]
+    fn a_toml_syntax_error_has_its_line_and_column_and_a_number_is_said_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1\"\nbody_limit_bytes = = 3\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.reason.starts_with("line 3, column "), "{err}");
+        std::fs::write(&path, "[server]\nbody_limit_bytes = \"big\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.reason.as_str()),
+            ("server.body_limit_bytes", "invalid type, expected a whole number (0 or more)")
+        );
+    }
+
+    #[test]
     fn a_mistyped_secret_is_not_quoted_in_the_error() {
         let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__KEYS", "TopSecretKeyMaterial")])).unwrap_err();
         assert_eq!(err.key, "sdk.local.keys");
-        assert_eq!(err.reason, "invalid type, expected a sequence");
+        assert!(err.reason.starts_with("invalid type, expected a list, e.g. [\"a\", \"b\"]"), "{err}");
+        assert!(err.reason.contains("ZONE_PROGRAM_SDK__LOCAL__KEYS"), "names the variable: {err}");
+        assert!(!err.reason.contains("TopSecret"), "{err}");
         let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__LOCAL__TOKEN", "123456")])).unwrap_err();
         assert!(!err.to_string().contains("123456"), "{err}");
         let err = Config::load(None, env(&[("ZONE_PROGRAM_SDK__BACKEND", "plaintext")])).unwrap_err();

@@ -40,6 +40,10 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         Ok(_) => {}
     }
     let (errcode, text) = state.abilities.reply(outcome);
+    if callback.call_type == CallType::AppCall {
+        let known = state.abilities.get(&callback.ability_id).is_ok();
+        state.metrics.ability_call(if known { &callback.ability_id } else { "unknown" }, errcode);
+    }
     if errcode != 0 {
         Metrics::inc(&state.metrics.error_replies);
     }

@@ -33,6 +33,8 @@ pub mod http;
 pub mod jobs;
 /// RSA private keys by corp and `public_key_ver`; unwraps a message's `encrypted_secret_key`.
 pub mod keyring;
+/// Prometheus metrics (`GET /metrics`): families, the metered SDK wrapper, the counting listener.
+pub mod metrics;
 /// `preflight`: the start check (config, key files, SDK library, data directory, port).
 pub mod preflight;
 /// The builder: configuration + abilities + event handlers → [`app::App`].

@@ -1,8 +1,7 @@
 //! Logging and metrics. Log lines carry identifiers (request id, corp id, ability id, codes), never
-//! request data, bodies, keys or tokens. [`Metrics`] holds the counters served at `GET /metrics`.
+//! request data, bodies, keys or tokens. [`Metrics`] (in [`crate::metrics`]) is served at `GET /metrics`.
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
@@ -57,44 +56,4 @@ pub fn request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Process-wide counters. Names follow Prometheus conventions; no label carries request data.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Requests that decoded and were answered with an encoded reply.
-    pub callbacks_answered: AtomicU64,
-    /// Requests refused by verification (signature, window, nonce, key version, decryption).
-    pub callbacks_rejected: AtomicU64,
-    /// Replies that carried a non-zero errcode.
-    pub error_replies: AtomicU64,
-    /// SDK calls that failed (any reason).
-    pub sdk_failures: AtomicU64,
-}
-
-impl Metrics {
-    /// Adds one to a counter.
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
-        let rows = [
-            (
-                "zone_program_callbacks_answered_total",
-                "Requests answered with an encoded reply.",
-                &self.callbacks_answered,
-            ),
-            ("zone_program_callbacks_rejected_total", "Requests refused by verification.", &self.callbacks_rejected),
-            ("zone_program_error_replies_total", "Replies with a non-zero errcode.", &self.error_replies),
-            ("zone_program_sdk_failures_total", "Failed SDK calls.", &self.sdk_failures),
-        ];
-        let mut out = String::new();
-        for (name, help, value) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                value.load(Ordering::Relaxed)
-            ));
-        }
-        out
-    }
-}
+pub use crate::metrics::Metrics;

@@ -22,12 +22,15 @@ pub struct DevConfig {
 impl DevConfig {
     /// Defaults, then `file` (if any), then `ZONE_PROGRAM_*` variables from `env`; every part validated.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let mut table = config::layered_table(file, env)?;
-        let local_zone: LocalZoneConfig = config::section(take_section(&mut table, "local_zone")?, "local_zone.")?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut table = config::layered_table(file, env.clone())?;
+        let hint = |e| config::with_env_hint(e, &env);
+        let local_zone: LocalZoneConfig =
+            config::section(take_section(&mut table, "local_zone")?, "local_zone.").map_err(hint)?;
         local_zone.validate()?;
-        let app: AppConfig = config::section(take_section(&mut table, "app")?, "app.")?;
+        let app: AppConfig = config::section(take_section(&mut table, "app")?, "app.").map_err(hint)?;
         app.validate()?;
-        Ok(Self { program: Config::from_table(table)?, local_zone, app })
+        Ok(Self { program: Config::from_table(table).map_err(hint)?, local_zone, app })
     }
 }
 
@@ -59,6 +62,16 @@ mod tests {
         assert_eq!(app.corp_secret.expose_secret(), lz.corp_secret.expose_secret());
         assert_eq!(app.callback.token.expose_secret(), lz.app_token.expose_secret());
         assert_eq!(app.callback.encoding_aes_key.expose_secret(), lz.app_encoding_aes_key.expose_secret());
+        // program_notify reaches `app listen` as configured by default (README's event loop).
+        let listen_url = format!("http://{}{}", app.callback.listen, app.callback.path);
+        assert_eq!(lz.app_callback_url.as_deref(), Some(listen_url.as_str()));
+    }
+
+    #[test]
+    fn a_bad_environment_override_names_the_variable_and_the_form() {
+        let err = DevConfig::load(None, env(&[("ZONE_PROGRAM_APP__CALLBACK__RECEIVE_IDS", "wwA,wwB")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("ZONE_PROGRAM_APP__CALLBACK__RECEIVE_IDS") && text.contains("[\"a\", \"b\"]"), "{text}");
     }
 
     #[test]

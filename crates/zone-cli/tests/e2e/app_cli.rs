@@ -198,16 +198,16 @@ async fn async_returns_a_jobid_whose_result_waits_until_the_program_reports() {
 async fn a_keygen_key_is_accepted_by_set_public_key_and_wraps_the_zones_message_keys() {
     let env = TestEnv::spawn().await;
     let cli = Cli::new(&env);
-    let first = cli.run(&["keygen", "--corp-id", CORP, "--keys-dir", "keys", "--json"]).await.ok().json();
-    assert_eq!(first["public_key_ver"], 1);
-    // The zone already holds version 1 (its demo key): a version that does not increase is refused.
-    let refused = cli.run(&["app", "set-public-key", "--public-key-file", "keys/wwlocal0000000001.1.pub.pem"]).await;
-    assert!(refused.failed().stderr.contains("set_public_key: errcode 40058"));
-
+    // The zone already holds version 1 (its demo key): keygen goes above it, and the two agree.
     let second = cli.run(&["keygen", "--corp-id", CORP, "--keys-dir", "keys", "--json"]).await.ok().json();
-    assert_eq!(second["public_key_ver"], 2, "the next version after the key file already there");
+    assert_eq!(second["public_key_ver"], 2, "above the local zone's demo key");
     let set = cli.run(&["app", "set-public-key", "--public-key-file", "keys/wwlocal0000000001.2.pub.pem"]).await;
     assert_eq!(set.ok().json()["public_key_ver"], 2);
+    // A version that does not increase is refused, naming the field and the current version.
+    let again = cli.run(&["app", "set-public-key", "--public-key-file", "keys/wwlocal0000000001.2.pub.pem"]).await;
+    let stderr = again.failed().stderr;
+    assert!(stderr.contains("set_public_key: errcode 40058"), "{stderr}");
+    assert!(stderr.contains("`public_key_ver`: 2 is not greater than the current version 2"), "{stderr}");
 
     let listed = env.sdk("sync_msg", json!({"limit": 1})).await;
     let info = &listed["msg_list"][0]["service_encrypt_info"];
@@ -362,4 +362,18 @@ async fn keygen_refuses_a_version_that_does_not_increase_and_keeps_existing_file
         text.contains("zone-program app set-public-key --public-key-file keys/wwlocal0000000001.4.pub.pem --ver 4")
     );
     assert!(Path::new(&cli.path("keys/wwlocal0000000001.4.pem")).is_file());
+}
+
+#[tokio::test]
+async fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
+    let env = TestEnv::spawn().await;
+    let cli = Cli::new(&env);
+    let mut cmd = cli.command(&["app", "call", "list_abilities"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take()); // `| head -c0`: the reader is gone before anything is printed
+    let out = tokio::time::timeout(DEADLINE * 3, child.wait_with_output()).await.expect("the command ends").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
 }

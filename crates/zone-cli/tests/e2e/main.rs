@@ -9,12 +9,14 @@ mod callback;
 mod native;
 
 mod app_cli;
+mod console;
 mod image;
 mod local_zone;
 mod local_zone_data;
 mod local_zone_loop;
 mod local_zone_models;
 mod local_zone_sdk;
+mod metrics;
 
 mod abilities;
 mod events;

@@ -31,14 +31,47 @@ pub struct Skipped {
     pub errcode: i64,
 }
 
-/// A message given directly by the app, with a key it unwrapped itself (app-side.md §5.4).
+/// A message given directly by the app, with a key it unwrapped itself (app-side.md §5.4). Accepted
+/// in the workflows' shape `{"msgid","secret_key"}` and in the SDK's `{"msgid","encrypt_info":
+/// {"secret_key"}}` (the model APIs' `msg_list` items), so either can be pasted.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "GivenMsgWire")]
 pub struct GivenMsg {
     /// Its id.
     pub msgid: String,
     /// Its unwrapped key.
     pub secret_key: String,
+}
+
+/// Either shape of a [`GivenMsg`] as it arrives.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GivenMsgWire {
+    msgid: String,
+    #[serde(default)]
+    secret_key: Option<String>,
+    #[serde(default)]
+    encrypt_info: Option<EncryptInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptInfo {
+    secret_key: String,
+}
+
+impl TryFrom<GivenMsgWire> for GivenMsg {
+    type Error = &'static str;
+
+    fn try_from(w: GivenMsgWire) -> Result<Self, Self::Error> {
+        match (w.secret_key, w.encrypt_info) {
+            (Some(secret_key), None) | (None, Some(EncryptInfo { secret_key })) => {
+                Ok(Self { msgid: w.msgid, secret_key })
+            }
+            (None, None) => Err("a msg_list item needs `secret_key` or `encrypt_info.secret_key`"),
+            (Some(_), Some(_)) => Err("a msg_list item takes `secret_key` or `encrypt_info.secret_key`, not both"),
+        }
+    }
 }
 
 /// Checks a list of given messages.
@@ -130,6 +163,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_given_message_is_accepted_in_the_workflow_shape_and_the_sdk_shape() {
+        let flat: GivenMsg = serde_json::from_str(r#"{"msgid":"a","secret_key":"k"}"#).unwrap();
+        let sdk: GivenMsg = serde_json::from_str(r#"{"msgid":"a","encrypt_info":{"secret_key":"k"}}"#).unwrap();
+        assert_eq!((flat.msgid.as_str(), flat.secret_key.as_str()), ("a", "k"));
+        assert_eq!((sdk.msgid.as_str(), sdk.secret_key.as_str()), ("a", "k"));
+        assert!(serde_json::from_str::<GivenMsg>(r#"{"msgid":"a"}"#).is_err());
+        assert!(
+            serde_json::from_str::<GivenMsg>(r#"{"msgid":"a","secret_key":"k","encrypt_info":{"secret_key":"k"}}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<GivenMsg>(r#"{"msgid":"a","secret_key":"k","extra":1}"#).is_err());
+    }
 
     #[test]
     fn given_messages_are_deduplicated_and_become_the_model_msg_list() {

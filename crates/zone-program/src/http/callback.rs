@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::log::RequestFacts;
 use crate::app::AppState;
+use crate::metrics::RefusedReason;
 use crate::sdk::{DecodeError, Decoded, Reply};
 use crate::telemetry::Metrics;
 
@@ -31,10 +32,12 @@ pub(super) async fn handle(
         Err(e) => {
             Metrics::inc(&state.metrics.callbacks_rejected);
             tracing::warn!(code = e.code, "request refused by verification");
-            return match e.reply {
+            let mut res = match e.reply {
                 Some(reply) => reply_response(reply),
                 None => rejected(),
             };
+            res.extensions_mut().insert(RefusedReason::of_code(e.code));
+            return res;
         }
     };
     // For the request's closing log line (`http::log`), not recorded into the span as it runs.

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
             (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], r#"{"error":"internal"}"#)
                 .into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_request))
         .layer(log::RequestLogLayer)
         .with_state(state)
 }
@@ -43,5 +44,22 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+    ([("content-type", crate::metrics::CONTENT_TYPE)], state.metrics.render(&state.store).await)
+}
+
+/// Counts and times every request to `POST /` (outside the body cap and the deadline, so their 413
+/// and 408 are seen), by outcome and refusal reason.
+async fn count_request(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path() != "/" || req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let refused = res.extensions().get::<crate::metrics::RefusedReason>().copied();
+    state.metrics.request_done(res.status().as_u16(), refused, started.elapsed());
+    res
 }

@@ -295,6 +295,18 @@ impl Store {
         .await
     }
 
+    /// When the oldest queued (unclaimed, unfinished) job was created, unix ms, if any (metrics).
+    pub async fn oldest_queued_job_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.call(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(created_ms) FROM jobs WHERE phase IN ('run', 'report') AND claimed = 0",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     /// Counts of job rows by state.
     pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
         self.call(|conn| {
