@@ -270,6 +270,7 @@ impl Metrics {
             Err(SdkError::Busy) => Some("busy".into()),
             Err(SdkError::BadResponse) => Some("bad_response".into()),
             Err(SdkError::Unavailable(_)) => Some("unavailable".into()),
+            Err(SdkError::Limit { .. }) => Some("limit".into()),
         };
         if outcome.is_err() {
             Self::inc(&self.sdk_failures);
