@@ -2,7 +2,7 @@
 //! (port 0 allowed, so tests start the program exactly as production does); [`App::run_until_stopped`]
 //! serves until the shutdown future resolves, then drains in-flight requests within the grace period.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crate::abilities::Registry;
 use crate::config::Config;
 use crate::crypto::keyring::Keyring;
 use crate::events::Events;
+use crate::http::serve::{self, ConnLimits, ConnStats};
 use crate::jobs::{JobSettings, Jobs};
 use crate::sdk::{self, ZoneSdk};
 use crate::store::Store;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub abilities: Arc<Registry>,
     /// Event handling state (cursor locks).
     pub events: Arc<Events>,
+    /// What the connection limits did (accepted, evicted, refused).
+    pub conn_stats: Arc<ConnStats>,
 }
 
 /// A built, bound, not yet running program.
@@ -73,6 +76,7 @@ impl App {
             keyring: Arc::new(keyring),
             abilities: Arc::new(abilities),
             events: Arc::new(Events::default()),
+            conn_stats: Arc::default(),
         };
         Ok(Self { listener, state })
     }
@@ -107,19 +111,28 @@ impl App {
             Duration::from_secs(self.state.config.store.purge_interval_secs),
             background_stop,
         )));
-        let serve = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested; draining in-flight requests");
-                let _ = stopping_tx.send(true);
-            })
-            .into_future();
+        let server = &self.state.config.server;
+        let limits = ConnLimits {
+            max_connections: serve::connection_cap(server.max_connections, serve::raise_fd_limit()),
+            header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+        };
+        if limits.max_connections < server.max_connections {
+            tracing::warn!(
+                connections.max = limits.max_connections,
+                "server.max_connections lowered to fit the open-file limit"
+            );
+        }
+        let serve = serve::serve(self.listener, router, limits, self.state.conn_stats.clone(), async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            let _ = stopping_tx.send(true);
+        });
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         let served = tokio::select! {
-            result = serve => result.context("serving HTTP"),
+            () = serve => Ok(()),
             () = deadline => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
                 Ok(())

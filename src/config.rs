@@ -67,6 +67,17 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// How long graceful shutdown waits for in-flight requests, in milliseconds. Default 10000.
     pub shutdown_grace_ms: u64,
+    /// Most connections open at once (lowered to the open-file limit less 256). At the cap a new
+    /// connection replaces the longest-idle one; when all are busy it gets a 503. Default 4096.
+    pub max_connections: usize,
+    /// Time a connection gets to send a whole request head, after opening or after its previous
+    /// reply (so also the idle keep-alive timeout), in milliseconds. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while a request body arrives, in milliseconds (then 400). Default 10000.
+    pub body_read_timeout_ms: u64,
+    /// Most bytes of request bodies being received at once, across all connections; a request that
+    /// does not fit gets 503 before its body is read. At least `body_limit_bytes`. Default 64 MiB.
+    pub max_buffered_body_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +87,10 @@ impl Default for ServerConfig {
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -164,7 +179,8 @@ pub struct LocalSdkConfig {
     pub keys: Vec<LocalKey>,
     /// Accepted clock skew in seconds (±). Default 300.
     pub replay_window_secs: i64,
-    /// Most nonces remembered; when full of live ones, requests are refused. A nonce is kept until
+    /// Most nonces remembered by each of the two replay caches (the callbacks', and the SDK replies'); when
+    /// full of live ones, requests are refused. A nonce is kept until
     /// its timestamp + the window (≤ 2 × window + 1 s), ~18 bytes each. Default 1250000: 2 000
     /// requests/s sustained even from a peer a whole window ahead (~4 000/s with agreeing clocks),
     /// under 40 MiB when full, nothing when idle.
@@ -471,6 +487,19 @@ pub struct AppCallbackConfig {
     pub encoding_aes_key: SecretString,
     /// Accepted ReceiveIds (your corp id, the authorising corp ids, your suite id). Empty: `app.corp_id`.
     pub receive_ids: Vec<String>,
+    /// Accepted clock skew of a callback's `timestamp`, in seconds (±). Default 300.
+    pub replay_window_secs: i64,
+    /// Most callback signatures remembered within the window (beyond: 503, WeCom retries).
+    /// Default 100000.
+    pub replay_cache_capacity: usize,
+    /// Most connections open at once (see `server.max_connections`). Default 256.
+    pub max_connections: usize,
+    /// See `server.header_read_timeout_ms`. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// See `server.body_read_timeout_ms`. Default 10000.
+    pub body_read_timeout_ms: u64,
+    /// See `server.max_buffered_body_bytes` (a callback body is at most 64 KiB). Default 4 MiB.
+    pub max_buffered_body_bytes: usize,
 }
 
 impl Default for AppCallbackConfig {
@@ -481,6 +510,12 @@ impl Default for AppCallbackConfig {
             token: SecretString::from("LocalAppToken"),
             encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),
             receive_ids: Vec::new(),
+            replay_window_secs: 300,
+            replay_cache_capacity: 100_000,
+            max_connections: 256,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_buffered_body_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -522,6 +557,17 @@ impl Config {
             |key: &str, v: u64| if v == 0 { Err(ConfigError::new(key, "must be greater than 0")) } else { Ok(()) };
         positive("server.body_limit_bytes", self.server.body_limit_bytes as u64)?;
         positive("server.request_timeout_ms", self.server.request_timeout_ms)?;
+        positive("server.max_connections", self.server.max_connections as u64)?;
+        positive("server.header_read_timeout_ms", self.server.header_read_timeout_ms)?;
+        positive("server.body_read_timeout_ms", self.server.body_read_timeout_ms)?;
+        if self.server.max_buffered_body_bytes < self.server.body_limit_bytes
+            || self.server.max_buffered_body_bytes > u32::MAX as usize
+        {
+            return Err(ConfigError::new(
+                "server.max_buffered_body_bytes",
+                "must be at least server.body_limit_bytes and at most 4 GiB",
+            ));
+        }
         positive("sdk.pool_size", self.sdk.pool_size as u64)?;
         positive("sdk.invoke_timeout_ms", self.sdk.invoke_timeout_ms)?;
         positive("sdk.max_response_bytes", self.sdk.max_response_bytes as u64)?;
@@ -607,6 +653,18 @@ impl Config {
         crypto::parse_token(cb.token.expose_secret()).map_err(|r| ConfigError::new("app.callback.token", r))?;
         EncodingAesKey::parse(cb.encoding_aes_key.expose_secret())
             .map_err(|_| ConfigError::new("app.callback.encoding_aes_key", "must be 43 characters of [A-Za-z0-9]"))?;
+        if !(1..=86_400).contains(&cb.replay_window_secs) {
+            return Err(ConfigError::new("app.callback.replay_window_secs", "must be 1 to 86400"));
+        }
+        let positive =
+            |key: &str, v: u64| if v == 0 { Err(ConfigError::new(key, "must be greater than 0")) } else { Ok(()) };
+        positive("app.callback.replay_cache_capacity", cb.replay_cache_capacity as u64)?;
+        positive("app.callback.max_connections", cb.max_connections as u64)?;
+        positive("app.callback.header_read_timeout_ms", cb.header_read_timeout_ms)?;
+        positive("app.callback.body_read_timeout_ms", cb.body_read_timeout_ms)?;
+        if !(64 * 1024..=u32::MAX as usize).contains(&cb.max_buffered_body_bytes) {
+            return Err(ConfigError::new("app.callback.max_buffered_body_bytes", "must be 64 KiB to 4 GiB"));
+        }
         Ok(())
     }
 

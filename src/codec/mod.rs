@@ -20,7 +20,7 @@ use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
 
 use crate::crypto::{self, CallbackCipher, CryptoError};
-use replay::ReplayCache;
+pub use replay::ReplayCache;
 
 /// Header carrying the unix time of sealing.
 pub const H_TIMESTAMP: &str = "ww-timestamp";
@@ -157,6 +157,7 @@ pub struct LocalCodec {
     window: i64,
     clock: Arc<dyn Clock>,
     seen: Mutex<ReplayCache>,
+    not_before: i64,
 }
 
 impl LocalCodec {
@@ -174,7 +175,20 @@ impl LocalCodec {
             window: settings.window_secs,
             clock,
             seen: Mutex::new(ReplayCache::new(settings.nonce_capacity)),
+            not_before: i64::MIN,
         }
+    }
+
+    /// Refuses, as stale, every message whose timestamp is before `second`. Given the start second
+    /// of the process, a message that a previous run of it accepted (and whose nonce this run's
+    /// empty replay cache does not know) cannot be replayed to this run: only messages sealed since
+    /// it started open. A peer whose clock lags ours by `d` seconds is refused for the first `d`
+    /// seconds; the one case left is a message sealed and accepted in the very second this run
+    /// started, by a run that stopped within that second.
+    #[must_use]
+    pub fn refusing_before(mut self, second: i64) -> Self {
+        self.not_before = second;
+        self
     }
 
     /// Seals `message` for `receive_id` with the newest key, a fresh nonce and the current time.
@@ -230,7 +244,7 @@ impl LocalCodec {
         let ts: i64 = parse_decimal(ts_raw).ok_or(CodecError::MalformedHeader(H_TIMESTAMP))?;
         let ver: u32 = parse_decimal(ver_raw).ok_or(CodecError::MalformedHeader(H_SECRET_VER))?;
         let now = self.clock.now();
-        if (now - ts).abs() > self.window {
+        if !within_window(now, ts, self.window) || ts < self.not_before {
             return Err(CodecError::Stale);
         }
         let cipher = self.keys.get(&ver).ok_or(CodecError::UnknownKeyVersion)?;
@@ -246,6 +260,11 @@ impl LocalCodec {
         let receive_id = String::from_utf8(opened.receive_id).map_err(|_| CryptoError::ValidateReceiveId)?;
         Ok(Opened { message: opened.msg, receive_id, key_ver: ver })
     }
+}
+
+/// `|now − ts| ≤ window`, without overflow for any pair of timestamps.
+pub fn within_window(now: i64, ts: i64, window: i64) -> bool {
+    now.checked_sub(ts).is_some_and(|skew| skew.unsigned_abs() <= window.unsigned_abs())
 }
 
 /// What a sealed body starts with, up to the first character of `encrypt`.
@@ -385,6 +404,33 @@ mod tests {
         assert!(b.open(&swapped_ver.headers, &swapped_ver.body).is_err());
     }
 
+    /// Review finding 5: `(now - ts).abs()` wrapped, so `now − 2^63` passed the window (and the
+    /// nonce was forgotten at once); `i64::MIN` panicked in a debug build.
+    #[test]
+    fn extreme_timestamps_are_stale_and_never_panic() {
+        let (a, b, clock) = pair(16);
+        let now = clock.now();
+        for ts in [now.wrapping_sub(i64::MIN), i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, now - 301, now + 301] {
+            let sealed = a.seal_at(2, b"m", "c", ts, &Nonce::random()).unwrap();
+            assert_eq!(b.open(&sealed.headers, &sealed.body), Err(CodecError::Stale), "ts {ts}");
+            assert_eq!(b.open(&sealed.headers, &sealed.body), Err(CodecError::Stale), "ts {ts}, again");
+        }
+    }
+
+    /// Review finding 6: the replay cache lives in memory, so a message accepted before a restart
+    /// opened again after it. A codec refusing what was sealed before its start refuses it.
+    #[test]
+    fn a_message_accepted_before_a_restart_is_refused_after_it() {
+        let (a, before, clock) = pair(16);
+        let sealed = a.seal(b"m", "c");
+        before.open(&sealed.headers, &sealed.body).unwrap();
+        clock.0.fetch_add(5, Ordering::SeqCst);
+        let after = LocalCodec::with_clock(settings(16), clock.clone()).refusing_before(clock.now());
+        assert_eq!(after.open(&sealed.headers, &sealed.body), Err(CodecError::Stale));
+        let fresh = a.seal(b"m", "c");
+        assert!(after.open(&fresh.headers, &fresh.body).is_ok(), "what is sealed since the start opens");
+    }
+
     #[test]
     fn a_forged_message_does_not_burn_the_nonce_of_a_real_one() {
         let (a, b, clock) = pair(16);
@@ -431,6 +477,12 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)))]
+
+        #[test]
+        fn the_window_check_is_exact_for_any_pair_of_timestamps(now in any::<i64>(), ts in any::<i64>(), window in 0i64..=86_400) {
+            let exact = (i128::from(now) - i128::from(ts)).abs() <= i128::from(window);
+            prop_assert_eq!(within_window(now, ts, window), exact);
+        }
 
         #[test]
         fn nonce_parse_accepts_exactly_short_alphanumerics(s in ".{0,40}") {

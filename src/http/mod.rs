@@ -1,12 +1,14 @@
 //! The HTTP face towards the WeCom backend: `POST /` for callbacks, `GET /healthz`, `GET /metrics`;
-//! a body cap (413), a request deadline, a panic catcher and one log line per request.
+//! a body cap (413), a shared budget of body bytes (503), a body-read timeout, a request deadline, a
+//! panic catcher and one log line per request. [`serve`] adds the connection limits.
 
 mod callback;
+pub mod serve;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -18,13 +20,18 @@ use crate::app::AppState;
 
 /// The program's router.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.server.body_limit_bytes;
-    let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
-    Router::new()
+    let server = &state.config.server;
+    let timeout = Duration::from_millis(server.request_timeout_ms);
+    let bodies = serve::BodyLimits {
+        max_body_bytes: server.body_limit_bytes,
+        max_buffered_bytes: server.max_buffered_body_bytes,
+        body_read_timeout: Duration::from_millis(server.body_read_timeout_ms),
+    };
+    let routes = Router::new()
         .route("/", post(callback::handle))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limit))
+        .route("/metrics", get(metrics));
+    serve::limit_bodies(routes, bodies)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], r#"{"error":"internal"}"#)

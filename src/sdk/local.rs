@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 
 use super::zone_http::{HttpError, ZoneHttp};
 use super::{CallContext, CallType, Callback, DecodeError, Decoded, Reply, ReplyBuilder, SdkError, ZoneSdk};
-use crate::codec::{CodecSettings, LocalCodec};
+use crate::codec::{Clock as _, CodecSettings, LocalCodec, SystemClock};
 use crate::config::SdkConfig;
 use crate::crypto::{CallbackCipher, EncodingAesKey};
 
@@ -33,7 +33,11 @@ pub const DECODE_BAD_MESSAGE: i32 = -41010;
 
 /// The local codec backend.
 pub struct LocalSdk {
+    /// Opens the callbacks and seals their replies; refuses messages sealed before this start.
     codec: Arc<LocalCodec>,
+    /// Seals the SDK requests and opens their replies, with a replay cache of its own (sharing one
+    /// would let the SDK replies take half of the callbacks' capacity).
+    sdk_codec: LocalCodec,
     http: ZoneHttp,
     max_response_bytes: usize,
 }
@@ -107,7 +111,8 @@ impl LocalSdk {
     pub fn new(config: &SdkConfig) -> anyhow::Result<Self> {
         let url = format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/'));
         Ok(Self {
-            codec: Arc::new(codec_from_config(config)?),
+            codec: Arc::new(codec_from_config(config)?.refusing_before(SystemClock.now())),
+            sdk_codec: codec_from_config(config)?,
             http: ZoneHttp::new(&url, config.pool_size)?,
             max_response_bytes: config.max_response_bytes,
         })
@@ -125,7 +130,7 @@ impl LocalSdk {
         // The request may carry message secret keys (model APIs): wiped once sealed.
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&message).expect("strings serialise"));
         zeroize::Zeroize::zeroize(&mut message.request);
-        let sealed = self.codec.seal(&plain, &ctx.corp_id);
+        let sealed = self.sdk_codec.seal(&plain, &ctx.corp_id);
         let mut request_headers = sealed.headers;
         request_headers.push(("content-type".to_owned(), "application/json".to_owned()));
         let failed = || SdkError::Invoke { api: api.to_owned(), ret: RET_INVOKE_FAILED };
@@ -142,7 +147,7 @@ impl LocalSdk {
         if ret != 0 {
             return Err(SdkError::Invoke { api: api.to_owned(), ret });
         }
-        let opened = self.codec.open(&headers, &body).map_err(|_| SdkError::BadResponse)?;
+        let opened = self.sdk_codec.open(&headers, &body).map_err(|_| SdkError::BadResponse)?;
         if opened.receive_id != ctx.corp_id {
             return Err(SdkError::BadResponse);
         }
