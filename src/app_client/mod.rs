@@ -8,6 +8,7 @@ pub mod commands;
 pub mod errcode;
 pub mod listen;
 pub mod notify;
+pub mod seen;
 pub mod token;
 
 use std::time::Duration;
