@@ -59,7 +59,8 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address to listen on. Default `0.0.0.0:8080` (the zone's port).
+    /// Address to listen on. Default `127.0.0.1:8080`; in the zone `0.0.0.0:8080` (its port), which
+    /// `preflight` asks for with the native backend.
     pub listen: SocketAddr,
     /// Largest request body in bytes; larger gets 413. Default 2 MiB.
     pub body_limit_bytes: usize,
@@ -78,12 +79,16 @@ pub struct ServerConfig {
     /// Most bytes of request bodies being received at once, across all connections; a request that
     /// does not fit gets 503 before its body is read. At least `body_limit_bytes`. Default 64 MiB.
     pub max_buffered_body_bytes: usize,
+    /// Serve with the local backend and the public demo token or key (`[sdk.local]` defaults) on a
+    /// non-loopback address: anyone on the network who reads the README can then call the program.
+    /// For a closed lab network only (`serve --allow-public-demo-keys`). Default false.
+    pub allow_public_demo_keys: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 10_000,
             max_buffered_body_bytes: 64 * 1024 * 1024,
+            allow_public_demo_keys: false,
         }
     }
 }
@@ -396,6 +402,10 @@ pub struct LocalZoneConfig {
     pub export_finish_after_ms: u64,
     /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
     pub abilities: Vec<AbilityProtocol>,
+    /// Listen on a non-loopback address. The zone's controls (`/local/*`) need no credentials and
+    /// its keys are public, so this is for a closed lab network only (`serve
+    /// --allow-public-demo-keys`). Default false.
+    pub allow_public_demo_keys: bool,
 }
 
 /// One declared ability of the program, with the JSON examples the zone matches calls against.
@@ -430,6 +440,7 @@ impl Default for LocalZoneConfig {
             own_model_id: "zm_local_demo".into(),
             export_finish_after_ms: 2000,
             abilities: Vec::new(),
+            allow_public_demo_keys: false,
         }
     }
 }
@@ -521,6 +532,42 @@ impl Default for AppCallbackConfig {
 }
 
 impl Config {
+    /// Why serving this configuration would open the program to anyone who knows the public demo
+    /// keys: the local backend with the demo token or key on a non-loopback `server.listen`, unless
+    /// `server.allow_public_demo_keys`. `None` when it is safe to serve.
+    pub fn public_demo_keys_exposed(&self) -> Option<String> {
+        let local = &self.sdk.local;
+        let demo = local.token.expose_secret() == DEMO_LOCAL_TOKEN
+            || local.keys.iter().any(|k| k.encoding_aes_key.expose_secret() == DEMO_LOCAL_KEY);
+        let exposed = self.sdk.backend == SdkBackend::Local
+            && demo
+            && !self.server.listen.ip().is_loopback()
+            && !self.server.allow_public_demo_keys;
+        exposed.then(|| {
+            format!(
+                "server.listen {} is not a loopback address, and the local backend uses the public demo token or key \
+                 of [sdk.local]: anyone on the network could call the program. Listen on 127.0.0.1, set your own \
+                 sdk.local.token and keys, use sdk.backend = \"native\", or, on a closed lab network only, pass \
+                 --allow-public-demo-keys (server.allow_public_demo_keys)",
+                self.server.listen
+            )
+        })
+    }
+
+    /// Why the local zone must not listen where this configuration says: a non-loopback
+    /// `local_zone.listen` without `local_zone.allow_public_demo_keys`.
+    pub fn local_zone_exposed(&self) -> Option<String> {
+        let lz = &self.local_zone;
+        (!lz.listen.ip().is_loopback() && !lz.allow_public_demo_keys).then(|| {
+            format!(
+                "local_zone.listen {} is not a loopback address: the local zone's controls need no credentials and its \
+                 keys are public. Listen on 127.0.0.1, or, on a closed lab network only, pass --allow-public-demo-keys \
+                 (local_zone.allow_public_demo_keys)",
+                lz.listen
+            )
+        })
+    }
+
     /// Defaults, then `file` (if any), then `ZONE_PROGRAM_*` variables from `env`; validated.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut table = match file {
@@ -746,6 +793,36 @@ mod tests {
         assert_eq!(c.server.listen.port(), 8080);
         assert_eq!(c.sdk.backend, SdkBackend::Local);
         assert_eq!(c.store.notify_ttl_secs, 600);
+    }
+
+    /// Review finding 3: the defaults served the public demo keys on 0.0.0.0:8080.
+    #[test]
+    fn the_public_demo_keys_are_served_only_on_loopback_unless_allowed() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.server.listen.ip().is_loopback(), "the default listens on loopback");
+        assert_eq!(c.public_demo_keys_exposed(), None);
+        assert_eq!(c.local_zone_exposed(), None);
+        let open = [("ZONE_PROGRAM_SERVER__LISTEN", "0.0.0.0:8080"), ("ZONE_PROGRAM_LOCAL_ZONE__LISTEN", "[::]:8081")];
+        let c = Config::load(None, env(&open)).unwrap();
+        let why = c.public_demo_keys_exposed().expect("exposed");
+        assert!(why.contains("server.listen 0.0.0.0:8080") && why.contains("--allow-public-demo-keys"), "{why}");
+        assert!(c.local_zone_exposed().expect("exposed").contains("local_zone.listen [::]:8081"));
+        let own_keys = [
+            open[0],
+            ("ZONE_PROGRAM_SDK__LOCAL__TOKEN", "MyOwnToken"),
+            ("ZONE_PROGRAM_SDK__LOCAL__KEYS", r#"[{ ver = 1, encoding_aes_key = "MyOwnKey0123456789abcdefghijklmnopqrstuvwxy" }]"#),
+        ];
+        assert_eq!(Config::load(None, env(&own_keys)).unwrap().public_demo_keys_exposed(), None, "own keys");
+        let native = [open[0], ("ZONE_PROGRAM_SDK__BACKEND", "native"), ("ZONE_PROGRAM_SDK__NATIVE__LIBRARY", "/x.so")];
+        assert_eq!(Config::load(None, env(&native)).unwrap().public_demo_keys_exposed(), None, "native");
+        let allowed = [
+            open[0],
+            open[1],
+            ("ZONE_PROGRAM_SERVER__ALLOW_PUBLIC_DEMO_KEYS", "true"),
+            ("ZONE_PROGRAM_LOCAL_ZONE__ALLOW_PUBLIC_DEMO_KEYS", "true"),
+        ];
+        let c = Config::load(None, env(&allowed)).unwrap();
+        assert_eq!((c.public_demo_keys_exposed(), c.local_zone_exposed()), (None, None));
     }
 
     #[test]

@@ -106,7 +106,11 @@ impl Shared {
 impl LocalZone {
     /// Loads (or, on first start, generates) the demo key pair, seeds the world and binds
     /// `local_zone.listen` (port 0 allowed). The codec keys are the program's `[sdk.local]` ones.
+    /// Refuses a non-loopback address unless `local_zone.allow_public_demo_keys`.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        if let Some(why) = config.local_zone_exposed() {
+            anyhow::bail!("refusing to start the local zone: {why}");
+        }
         let cfg = config.local_zone.clone();
         let codec = codec_from_config(&config.sdk).context("local zone codec (sdk.local)")?;
         let app_key = EncodingAesKey::parse(cfg.app_encoding_aes_key.expose_secret())
