@@ -71,7 +71,11 @@ impl App {
         let keyring = Keyring::load(&config.keyring)?;
         tracing::info!(keys = keyring.len(), "keyring loaded");
         let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings::from_config(&config.jobs));
-        let abilities = Registry::new(config.abilities.max_input_bytes, config.abilities.output_envelope);
+        let abilities = Registry::exposing(
+            config.abilities.max_input_bytes,
+            config.abilities.output_envelope,
+            &config.abilities.expose_program_apis,
+        );
         let state = AppState {
             config: Arc::new(config),
             sdk,

@@ -325,11 +325,15 @@ pub struct AbilitiesConfig {
     pub output_envelope: OutputEnvelope,
     /// Largest accepted `data` of an app call, in bytes. Default 1 MiB.
     pub max_input_bytes: usize,
+    /// The program's own APIs to offer the app as `invoke_<api>` anyway:
+    /// `program_async_job_call_back` (an app could set its own async result) and `spec_notify_app`
+    /// (an app could send a notification with an id of its choice). Default none.
+    pub expose_program_apis: Vec<String>,
 }
 
 impl Default for AbilitiesConfig {
     fn default() -> Self {
-        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024 }
+        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024, expose_program_apis: Vec::new() }
     }
 }
 
@@ -635,6 +639,14 @@ impl Config {
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
         positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
+        for (i, name) in self.abilities.expose_program_apis.iter().enumerate() {
+            if !crate::abilities::catalog::PROGRAM_APIS.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("abilities.expose_program_apis[{i}]"),
+                    format!("must be one of {:?}", crate::abilities::catalog::PROGRAM_APIS),
+                ));
+            }
+        }
         if self.abilities.max_input_bytes > self.server.body_limit_bytes {
             return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));
         }

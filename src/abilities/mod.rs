@@ -171,9 +171,22 @@ pub struct Registry {
 impl Registry {
     /// Every ability: `invoke_<api>` for each whitelisted SDK API, `get_callback_data`, the
     /// workflows, and `list_abilities` describing all of them.
+    /// The program's own APIs ([`catalog::PROGRAM_APIS`]) are left out.
     pub fn new(max_input_bytes: usize, envelope: OutputEnvelope) -> Self {
-        let mut list: Vec<Arc<dyn Ability>> =
-            catalog::SDK_APIS.iter().map(|api| Arc::new(invoke::Invoke::new(api)) as Arc<dyn Ability>).collect();
+        Self::exposing(max_input_bytes, envelope, &[])
+    }
+
+    /// Like [`Registry::new`], also offering the program's own APIs named in `program_apis`
+    /// (`abilities.expose_program_apis`, validated against [`catalog::PROGRAM_APIS`]).
+    pub fn exposing(max_input_bytes: usize, envelope: OutputEnvelope, program_apis: &[String]) -> Self {
+        let offered = |api: &&catalog::SdkApi| {
+            !catalog::PROGRAM_APIS.contains(&api.name) || program_apis.iter().any(|name| name == api.name)
+        };
+        let mut list: Vec<Arc<dyn Ability>> = catalog::SDK_APIS
+            .iter()
+            .filter(offered)
+            .map(|api| Arc::new(invoke::Invoke::new(api)) as Arc<dyn Ability>)
+            .collect();
         list.push(Arc::new(Typed(get_callback_data::GetCallbackData)));
         list.push(Arc::new(Typed(chat_digest::ChatDigest)));
         list.push(Arc::new(Typed(keyword_report::KeywordReport)));
@@ -290,7 +303,8 @@ mod tests {
 
     #[test]
     fn every_sdk_api_has_an_invoke_ability_and_the_others_are_registered() {
-        let r = Registry::new(1024, OutputEnvelope::Bare);
+        let all: Vec<String> = catalog::PROGRAM_APIS.iter().map(|s| s.to_string()).collect();
+        let r = Registry::exposing(1024, OutputEnvelope::Bare, &all);
         for api in catalog::SDK_APIS {
             assert!(r.get(&format!("invoke_{}", api.name)).is_ok(), "{}", api.name);
         }
@@ -307,6 +321,20 @@ mod tests {
         assert_eq!(r.ids().count(), catalog::SDK_APIS.len() + 6);
         assert_eq!(r.get("invoke_").err().map(|e| e.code()), Some(ErrorCode::UnknownAbility));
         assert_eq!(r.get("invoke").err().map(|e| e.code()), Some(ErrorCode::UnknownAbility));
+    }
+
+    /// Review finding 7: an app set its own async result through `invoke_program_async_job_call_back`
+    /// and sent notifications through `invoke_spec_notify_app`.
+    #[test]
+    fn the_programs_own_apis_are_abilities_only_when_listed() {
+        let r = Registry::new(1024, OutputEnvelope::Bare);
+        for api in catalog::PROGRAM_APIS {
+            assert_eq!(r.get(&format!("invoke_{api}")).err().map(|e| e.code()), Some(ErrorCode::UnknownAbility));
+        }
+        assert_eq!(r.ids().count(), catalog::SDK_APIS.len() + 6 - catalog::PROGRAM_APIS.len());
+        let r = Registry::exposing(1024, OutputEnvelope::Bare, &["spec_notify_app".to_owned()]);
+        assert!(r.get("invoke_spec_notify_app").is_ok());
+        assert!(r.get("invoke_program_async_job_call_back").is_err());
     }
 
     #[test]

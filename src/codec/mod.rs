@@ -156,8 +156,14 @@ pub struct LocalCodec {
     keys: BTreeMap<u32, CallbackCipher>,
     window: i64,
     clock: Arc<dyn Clock>,
-    seen: Mutex<ReplayCache>,
+    seen: Mutex<Seen>,
     not_before: i64,
+}
+
+/// The replay cache, and what of it outlives the process.
+struct Seen {
+    cache: ReplayCache,
+    durable: Option<HighWater>,
 }
 
 impl LocalCodec {
@@ -174,21 +180,29 @@ impl LocalCodec {
             keys: settings.keys,
             window: settings.window_secs,
             clock,
-            seen: Mutex::new(ReplayCache::new(settings.nonce_capacity)),
+            seen: Mutex::new(Seen { cache: ReplayCache::new(settings.nonce_capacity), durable: None }),
             not_before: i64::MIN,
         }
     }
 
-    /// Refuses, as stale, every message whose timestamp is before `second`. Given the start second
-    /// of the process, a message that a previous run of it accepted (and whose nonce this run's
-    /// empty replay cache does not know) cannot be replayed to this run: only messages sealed since
-    /// it started open. A peer whose clock lags ours by `d` seconds is refused for the first `d`
-    /// seconds; the one case left is a message sealed and accepted in the very second this run
-    /// started, by a run that stopped within that second.
-    #[must_use]
-    pub fn refusing_before(mut self, second: i64) -> Self {
-        self.not_before = second;
-        self
+    /// Makes the replay protection outlive the process, with `path` (created 0600 if missing): the
+    /// file keeps the latest timestamp accepted and the nonces accepted with it. Opened again by
+    /// the next run, it refuses as stale every message older than that second and as replayed those
+    /// nonces, so no message accepted by a previous run opens again. The cost: a message sealed
+    /// before the newest one a previous run accepted (a peer whose clock lags, or a delivery delayed
+    /// across the restart) is refused after the restart; the writes are one small `pwrite` per
+    /// accepted message, without `fsync` (a crash of the process loses nothing, one of the machine
+    /// may).
+    pub fn remembering_in(mut self, path: &std::path::Path) -> std::io::Result<Self> {
+        let (durable, nonces) = HighWater::open(path)?;
+        let seen = self.seen.get_mut().unwrap_or_else(|p| p.into_inner());
+        let now = self.clock.now();
+        for nonce in nonces {
+            let _ = seen.cache.insert(&nonce, now, durable.second.saturating_add(self.window));
+        }
+        self.not_before = durable.second;
+        seen.durable = Some(durable);
+        Ok(self)
     }
 
     /// Seals `message` for `receive_id` with the newest key, a fresh nonce and the current time.
@@ -252,13 +266,72 @@ impl LocalCodec {
         crypto::verify_signature_bytes(&self.token, ts_raw, nonce.as_str(), body.encrypt(), signature)?;
         // Only a correctly signed message may occupy the replay cache. Its nonce is needed for as
         // long as the message passes the timestamp check: until ts + window.
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(&nonce, now, ts.saturating_add(self.window))?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.cache.insert(&nonce, now, ts.saturating_add(self.window))?;
+        if let Some(durable) = &mut seen.durable {
+            durable.record(ts, &nonce);
+        }
+        drop(seen);
         let opened = match body {
             Body::Decoded { ciphertext, .. } => cipher.decrypt_decoded(ciphertext)?,
             Body::Text(encrypt) => cipher.decrypt(&encrypt)?,
         };
         let receive_id = String::from_utf8(opened.receive_id).map_err(|_| CryptoError::ValidateReceiveId)?;
         Ok(Opened { message: opened.msg, receive_id, key_ver: ver })
+    }
+}
+
+/// The newest second accepted and the nonces accepted in it, in a file: the second's line, then one
+/// line per nonce. A newer second rewrites the file; the same second appends a line.
+struct HighWater {
+    file: std::fs::File,
+    second: i64,
+    len: u64,
+}
+
+impl HighWater {
+    fn open(path: &std::path::Path) -> std::io::Result<(Self, Vec<Nonce>)> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        let text = std::io::read_to_string(&file)?;
+        let mut lines = text.lines();
+        let second = lines.next().and_then(|l| l.parse::<i64>().ok()).unwrap_or(i64::MIN);
+        let nonces = lines.filter_map(|l| Nonce::parse(l).ok()).collect();
+        Ok((Self { file, second, len: text.len() as u64 }, nonces))
+    }
+
+    /// Records an accepted message. A failed write is not retried: the protection then falls back
+    /// to what the file held before.
+    fn record(&mut self, ts: i64, nonce: &Nonce) {
+        use std::os::unix::fs::FileExt as _;
+        if ts < self.second {
+            return;
+        }
+        if ts > self.second {
+            // Written over the old text, then cut to length: a crash in between leaves the new
+            // second with extra nonce lines, never a file without a second.
+            let text = format!("{ts}\n{}\n", nonce.as_str());
+            let written = self.file.write_all_at(text.as_bytes(), 0);
+            if written.and_then(|()| self.file.set_len(text.len() as u64)).is_ok() {
+                self.second = ts;
+                self.len = text.len() as u64;
+            }
+            return;
+        }
+        let line = format!("{}\n", nonce.as_str());
+        if self.file.write_all_at(line.as_bytes(), self.len).is_ok() {
+            self.len += line.len() as u64;
+        }
     }
 }
 
@@ -417,18 +490,42 @@ mod tests {
         }
     }
 
-    /// Review finding 6: the replay cache lives in memory, so a message accepted before a restart
-    /// opened again after it. A codec refusing what was sealed before its start refuses it.
+    /// Review finding 6: the replay cache lived in memory, so a message accepted before a restart
+    /// opened again after it.
     #[test]
-    fn a_message_accepted_before_a_restart_is_refused_after_it() {
-        let (a, before, clock) = pair(16);
-        let sealed = a.seal(b"m", "c");
-        before.open(&sealed.headers, &sealed.body).unwrap();
-        clock.0.fetch_add(5, Ordering::SeqCst);
-        let after = LocalCodec::with_clock(settings(16), clock.clone()).refusing_before(clock.now());
-        assert_eq!(after.open(&sealed.headers, &sealed.body), Err(CodecError::Stale));
+    fn no_message_accepted_before_a_restart_opens_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state").join("replay");
+        let (a, _, clock) = pair(16);
+        let before = LocalCodec::with_clock(settings(16), clock.clone()).remembering_in(&file).unwrap();
+        let now = clock.now();
+        let older = a.seal_at(2, b"m", "c", now - 5, &Nonce::random()).unwrap();
+        let newest = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
+        let newest_too = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
+        for sealed in [&newest, &older, &newest_too] {
+            before.open(&sealed.headers, &sealed.body).unwrap();
+        }
+        drop(before);
+        clock.0.fetch_add(2, Ordering::SeqCst);
+        let after = LocalCodec::with_clock(settings(16), clock.clone()).remembering_in(&file).unwrap();
+        assert_eq!(after.open(&older.headers, &older.body), Err(CodecError::Stale));
+        assert_eq!(after.open(&newest.headers, &newest.body), Err(CodecError::Replayed));
+        assert_eq!(after.open(&newest_too.headers, &newest_too.body), Err(CodecError::Replayed));
+        let same_second = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
+        assert!(after.open(&same_second.headers, &same_second.body).is_ok(), "a new nonce of that second opens");
         let fresh = a.seal(b"m", "c");
-        assert!(after.open(&fresh.headers, &fresh.body).is_ok(), "what is sealed since the start opens");
+        assert!(after.open(&fresh.headers, &fresh.body).is_ok());
+        drop(after);
+        // And again after a second restart, which also knows the first run's nonces.
+        let again = LocalCodec::with_clock(settings(16), clock.clone()).remembering_in(&file).unwrap();
+        for sealed in [&fresh, &newest, &same_second] {
+            assert!(again.open(&sealed.headers, &sealed.body).is_err());
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -11,12 +11,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use super::zone_http::{HttpError, ZoneHttp};
 use super::{CallContext, CallType, Callback, DecodeError, Decoded, Reply, ReplyBuilder, SdkError, ZoneSdk};
-use crate::codec::{Clock as _, CodecSettings, LocalCodec, SystemClock};
+use crate::codec::{CodecSettings, LocalCodec};
 use crate::config::SdkConfig;
 use crate::crypto::{CallbackCipher, EncodingAesKey};
 
@@ -111,11 +112,22 @@ impl LocalSdk {
     pub fn new(config: &SdkConfig) -> anyhow::Result<Self> {
         let url = format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/'));
         Ok(Self {
-            codec: Arc::new(codec_from_config(config)?.refusing_before(SystemClock.now())),
+            codec: Arc::new(codec_from_config(config)?),
             sdk_codec: codec_from_config(config)?,
             http: ZoneHttp::new(&url, config.pool_size)?,
             max_response_bytes: config.max_response_bytes,
         })
+    }
+
+    /// Like [`LocalSdk::new`], with the callbacks' replay protection kept in `replay_file`, so that
+    /// no callback accepted before a restart is accepted after it ([`LocalCodec::remembering_in`]).
+    pub fn with_replay_file(config: &SdkConfig, replay_file: &std::path::Path) -> anyhow::Result<Self> {
+        let mut sdk = Self::new(config)?;
+        let codec = codec_from_config(config)?
+            .remembering_in(replay_file)
+            .with_context(|| format!("opening the replay state {}", replay_file.display()))?;
+        sdk.codec = Arc::new(codec);
+        Ok(sdk)
     }
 
     async fn post(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {

@@ -249,7 +249,8 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<dyn ZoneSdk>> {
     let limiter = pool::InvokeLimiter::new(&config.sdk);
     match config.sdk.backend {
         SdkBackend::Local => {
-            let backend = local::LocalSdk::new(&config.sdk)?;
+            // Beside the store: `data/zone-program.sqlite` → `data/zone-program.replay`.
+            let backend = local::LocalSdk::with_replay_file(&config.sdk, &config.store.path.with_extension("replay"))?;
             Ok(Arc::new(pool::Bounded::new(backend, limiter)))
         }
         SdkBackend::Native => {

@@ -3,7 +3,7 @@
 //! codes, `list_abilities` itself, and bad inputs that must change nothing.
 
 use serde_json::{Value, json};
-use wecom_zone_program::abilities::catalog::SDK_APIS;
+use wecom_zone_program::abilities::catalog::{PROGRAM_APIS, SDK_APIS};
 use wecom_zone_program::config::{AbilityProtocol, Config, OutputEnvelope};
 use wecom_zone_program::sdk::CallContext;
 
@@ -78,7 +78,11 @@ async fn invoke(env: &TestEnv, api: &str, request: Value) -> Value {
 
 #[tokio::test]
 async fn every_invoke_ability_passes_its_sdk_response_through_within_the_published_protocols() {
-    let env = spawn_declared(|_| {}).await;
+    // The program's own APIs are abilities only when listed (README "Reliability and security").
+    let env = spawn_declared(|c| {
+        c.abilities.expose_program_apis = PROGRAM_APIS.iter().map(|s| s.to_string()).collect();
+    })
+    .await;
     let w = env.world().await;
     let c = &w["customers"];
     let internal = chat(&w, "产品讨论组")["chatid"].clone();
