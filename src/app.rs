@@ -66,6 +66,8 @@ impl App {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", config.server.listen))?;
+        let metrics = Arc::new(Metrics::default());
+        let sdk: Arc<dyn ZoneSdk> = Arc::new(CountFailures { inner: sdk, metrics: metrics.clone() });
         let store = Store::open(&config.store)
             .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
         let keyring = Keyring::load(&config.keyring)?;
@@ -79,7 +81,7 @@ impl App {
         let state = AppState {
             config: Arc::new(config),
             sdk,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             store,
             jobs,
             keyring: Arc::new(keyring),
@@ -161,6 +163,36 @@ impl App {
             }
         }
         served
+    }
+}
+
+/// The backend, counting its failed calls in `zone_program_sdk_failures_total`.
+struct CountFailures {
+    inner: Arc<dyn ZoneSdk>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl ZoneSdk for CountFailures {
+    fn decode(
+        &self,
+        method: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<sdk::Decoded, sdk::DecodeError> {
+        self.inner.decode(method, headers, body)
+    }
+
+    async fn invoke(&self, ctx: &sdk::CallContext, api: &str, request_json: &str) -> Result<String, sdk::SdkError> {
+        let result = self.inner.invoke(ctx, api, request_json).await;
+        if result.is_err() {
+            Metrics::inc(&self.metrics.sdk_failures);
+        }
+        result
+    }
+
+    fn generate_notify_id(&self) -> Result<String, sdk::SdkError> {
+        self.inner.generate_notify_id()
     }
 }
 
