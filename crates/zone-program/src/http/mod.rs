@@ -1,0 +1,71 @@
+//! The HTTP face towards the WeCom backend: `POST /` for callbacks, `GET /healthz`, `GET /metrics`;
+//! a body cap (413), a shared budget of body bytes (503), a body-read timeout, a request deadline, a
+//! panic catcher and one log line per request. [`zone_serve::serve`] adds the connection limits.
+
+mod callback;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+/// The program's router.
+pub fn router(state: AppState) -> Router {
+    let server = &state.config.server;
+    let timeout = Duration::from_millis(server.request_timeout_ms);
+    let bodies = zone_serve::BodyLimits {
+        max_body_bytes: server.body_limit_bytes,
+        max_buffered_bytes: server.max_buffered_body_bytes,
+        body_read_timeout: Duration::from_millis(server.body_read_timeout_ms),
+    };
+    let routes = Router::new()
+        .route("/", post(callback::handle))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    zone_serve::limit_bodies(routes, bodies)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], r#"{"error":"internal"}"#)
+                .into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    tracing::info_span!(
+                        "request",
+                        request_id = %crate::telemetry::request_id(),
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        corp_id = tracing::field::Empty,
+                        ability_id = tracing::field::Empty,
+                        call_type = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(|res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_us = latency.as_micros() as u64,
+                        "request finished"
+                    );
+                })
+                .on_failure(()),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([("content-type", "application/json")], r#"{"status":"ok"}"#)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+}
