@@ -34,7 +34,8 @@ pub struct BodyLimits {
     pub max_body_bytes: usize,
     /// Most body bytes of all requests being received at once: a request whose announced length
     /// (or, without one, `max_body_bytes`) does not fit in what is left is answered `503` at once,
-    /// before any of its body is read.
+    /// before any of its body is read. A body over [`SMALL_BODY_BYTES`] must also leave a quarter
+    /// of the budget free, so that large bodies cannot crowd out small requests.
     pub max_buffered_bytes: usize,
     /// Longest pause while a body is received (then the request fails with 400).
     pub body_read_timeout: Duration,
@@ -43,19 +44,26 @@ pub struct BodyLimits {
 /// `router` with the body limits: each request reserves its body's size out of the shared budget
 /// for as long as it is handled.
 pub fn limit_bodies<S: Clone + Send + Sync + 'static>(router: Router<S>, limits: BodyLimits) -> Router<S> {
-    let budget = Arc::new(Semaphore::new(limits.max_buffered_bytes.min(Semaphore::MAX_PERMITS)));
+    let total = limits.max_buffered_bytes.min(Semaphore::MAX_PERMITS);
+    let budget = Arc::new(Semaphore::new(total));
+    // Large bodies never take the last quarter: a flood of them leaves room for the small requests
+    // that are nearly all of the real traffic.
+    let reserve = total / 4;
     let max_body = limits.max_body_bytes;
     router
         .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
             let budget = budget.clone();
             async move {
-                let want = match axum::body::HttpBody::size_hint(req.body()).upper() {
+                let want = match announced_length(req.headers()) {
                     Some(0) => return next.run(req).await,
                     // Larger than one body may be: refused with 413 before any of it is read.
-                    Some(n) if n > max_body as u64 => 0,
+                    Some(n) if n > max_body as u64 => return next.run(req).await,
                     Some(n) => usize::try_from(n).unwrap_or(max_body),
                     None => max_body,
                 };
+                if want > SMALL_BODY_BYTES && budget.available_permits() < want.saturating_add(reserve) {
+                    return busy();
+                }
                 let Ok(reserved) = budget.try_acquire_many_owned(u32::try_from(want).unwrap_or(u32::MAX)) else {
                     return busy();
                 };
@@ -66,6 +74,21 @@ pub fn limit_bodies<S: Clone + Send + Sync + 'static>(router: Router<S>, limits:
         }))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_read_timeout))
+}
+
+/// Bodies up to this size may use the whole budget; larger ones leave a quarter of it free.
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+
+/// The body length a request announces: its `content-length`, `None` when it is chunked (length
+/// unknown), `Some(0)` when it has neither (HTTP/1.1: no body).
+fn announced_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    if headers.contains_key(axum::http::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    match headers.get(axum::http::header::CONTENT_LENGTH) {
+        None => Some(0),
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse().ok()).or(Some(u64::MAX)),
+    }
 }
 
 /// `503` with the body `{"error":"busy"}`.
@@ -130,7 +153,24 @@ pub async fn serve(
                 }
             }
         };
-        let Some(slot) = slots.admit() else {
+        let slot = loop {
+            let freed = slots.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match slots.admit() {
+                Admit::Yes(slot) => break Some(slot),
+                Admit::No => break None,
+                // Connections told to close have not closed yet: give them a moment (the new
+                // connection waits, accepted, meanwhile).
+                Admit::Wait => {
+                    if tokio::time::timeout(Duration::from_millis(50), freed).await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(slot) = slot else {
+            slots.stats.refused.fetch_add(1, Ordering::Relaxed);
             refuse(stream);
             continue;
         };
@@ -247,6 +287,15 @@ struct Slots {
     stats: Arc<ConnStats>,
     inner: Mutex<SlotsInner>,
     empty: Notify,
+    /// Told whenever a connection closes.
+    freed: Notify,
+}
+
+/// What [`Slots::admit`] decided.
+enum Admit {
+    Yes(Arc<Slot>),
+    Wait,
+    No,
 }
 
 #[derive(Default)]
@@ -281,7 +330,13 @@ fn key(slot: &Arc<Slot>) -> usize {
 
 impl Slots {
     fn new(max: usize, stats: Arc<ConnStats>) -> Self {
-        Self { max: max.max(1), stats, inner: Mutex::new(SlotsInner::default()), empty: Notify::new() }
+        Self {
+            max: max.max(1),
+            stats,
+            inner: Mutex::new(SlotsInner::default()),
+            empty: Notify::new(),
+            freed: Notify::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
@@ -289,18 +344,19 @@ impl Slots {
     }
 
     /// A slot for a new connection (idle until its first request head is read); at the cap, the
-    /// longest-idle connection is told to close. `None` when every connection is busy, or when
-    /// closing connections have not yet made room (at most an eighth of the cap beyond it).
-    fn admit(&self) -> Option<Arc<Slot>> {
+    /// longest-idle connection is told to close. [`Admit::No`] when every connection is busy;
+    /// [`Admit::Wait`] while connections told to close (at most an eighth of the cap beyond it)
+    /// have not yet.
+    fn admit(&self) -> Admit {
         let mut inner = self.lock();
         if inner.open >= self.max {
-            let slack = self.max / 8 + 8;
-            let evicted = if inner.open < self.max + slack { inner.idle.pop_first() } else { None };
-            let Some((_, old)) = evicted else {
-                drop(inner);
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                return None;
-            };
+            if inner.idle.is_empty() {
+                return Admit::No;
+            }
+            if inner.open >= self.max + self.max / 8 + 8 {
+                return Admit::Wait;
+            }
+            let (_, old) = inner.idle.pop_first().expect("not empty");
             inner.idle_key.remove(&key(&old));
             old.evict.notify_one();
             self.stats.evicted.fetch_add(1, Ordering::Relaxed);
@@ -313,7 +369,7 @@ impl Slots {
         inner.idle_key.insert(key(&slot), seq);
         drop(inner);
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        Some(slot)
+        Admit::Yes(slot)
     }
 
     /// Marks `slot` busy until the returned guard drops.
@@ -338,6 +394,7 @@ impl Slots {
         if inner.open == 0 {
             self.empty.notify_waiters();
         }
+        self.freed.notify_waiters();
     }
 
     async fn all_closed(&self) {
@@ -379,18 +436,25 @@ mod tests {
         Arc::new(Slots::new(max, Arc::default()))
     }
 
+    fn admitted(s: &Slots) -> Arc<Slot> {
+        match s.admit() {
+            Admit::Yes(slot) => slot,
+            _ => panic!("not admitted"),
+        }
+    }
+
     #[test]
     fn at_the_cap_the_longest_idle_connection_makes_room() {
         let s = slots(2);
-        let a = s.admit().unwrap();
-        let b = s.admit().unwrap();
+        let a = admitted(&s);
+        let b = admitted(&s);
         let busy_a = s.busy(&a);
-        let c = s.admit().expect("b is idle: it makes room");
+        let c = admitted(&s);
         assert!(s.is_busy(&a) && !s.is_busy(&c));
         s.closed(&b);
         drop(busy_a);
         // a went idle after c: c is the longest idle now.
-        let _d = s.admit().unwrap();
+        let _d = admitted(&s);
         assert_eq!(s.stats.evicted.load(Ordering::Relaxed), 2);
         assert!(s.is_busy(&c), "c was chosen and left the idle list");
     }
@@ -398,22 +462,24 @@ mod tests {
     #[test]
     fn when_every_connection_is_busy_a_new_one_is_refused() {
         let s = slots(2);
-        let a = s.admit().unwrap();
-        let b = s.admit().unwrap();
+        let a = admitted(&s);
+        let b = admitted(&s);
         let _busy = (s.busy(&a), s.busy(&b));
-        assert!(s.admit().is_none());
-        assert_eq!(s.stats.refused.load(Ordering::Relaxed), 1);
+        assert!(matches!(s.admit(), Admit::No));
     }
 
     #[test]
-    fn evictions_not_yet_closed_are_bounded() {
+    fn evictions_not_yet_closed_are_bounded_and_waited_for() {
         let s = slots(8);
-        let _open: Vec<_> = (0..8).map(|_| s.admit().unwrap()).collect();
-        let mut admitted = 0;
-        while s.admit().is_some() {
-            admitted += 1;
+        let first: Vec<_> = (0..8).map(|_| admitted(&s)).collect();
+        let mut admitted_beyond = 0;
+        while let Admit::Yes(_) = s.admit() {
+            admitted_beyond += 1;
         }
-        assert_eq!(admitted, 8 / 8 + 8, "at most the slack beyond the cap while the evicted close");
+        assert_eq!(admitted_beyond, 8 / 8 + 8, "at most the slack beyond the cap while the evicted close");
+        assert!(matches!(s.admit(), Admit::Wait));
+        s.closed(&first[0]);
+        assert!(matches!(s.admit(), Admit::Yes(_)), "a closed connection makes room again");
     }
 
     #[test]
