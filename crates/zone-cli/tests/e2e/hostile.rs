@@ -60,6 +60,7 @@ async fn still_answers(zone: &Zone, program: &Program, during: &str) {
         .unwrap_or_else(|_| panic!("a signed call did not answer within {PROMPT:?} during {during}"));
     assert_eq!((errcode, &output["errcode"]), (0, &json!(0)), "during {during}: {output}");
     assert!(started.elapsed() < 2 * PROMPT, "during {during}: {:?}", started.elapsed());
+    eprintln!("figures: /healthz and a signed call answered in {:?} during {during}", started.elapsed());
 }
 
 /// Opens `n` connections to `addr`, each sending `prefix` (possibly nothing) and then nothing more.
@@ -114,6 +115,7 @@ async fn an_idle_connection_flood_is_capped_and_the_program_still_answers_at_onc
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let during = fds(program.pid());
+    eprintln!("figures: idle flood of {FLOOD}: {before} descriptors before, {during} during");
     assert!(during <= before + CAP + CAP / 8 + 8, "{during} descriptors open, {before} before the flood of {FLOOD}");
 }
 
@@ -135,6 +137,7 @@ async fn a_slowloris_flood_is_cut_by_the_header_timeout_and_the_program_still_an
         assert!(Instant::now() < deadline, "partial heads still open {:?} after the flood", started.elapsed());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!("figures: slowloris flood of {FLOOD}: all closed {:?} after it began", started.elapsed());
 }
 
 /// Review finding 1: 400 bodies of 2 MiB, all missing their last bytes, took the program from 327 to
@@ -184,6 +187,7 @@ async fn an_incomplete_body_flood_stays_within_the_body_budget_and_the_program_s
         let _ = tokio::time::timeout(Duration::from_millis(100), s.read_to_end(&mut reply)).await;
         busy += usize::from(reply.starts_with(b"HTTP/1.1 503"));
     }
+    eprintln!("figures: {BODIES} incomplete bodies: RSS +{grown_mib} MiB, {busy} refused with 503");
     assert!(busy >= BODIES - 3, "only {busy} of {BODIES} bodies beyond the budget were refused with 503");
     still_answers(&zone, &program, "held incomplete bodies").await;
     drop(held);
