@@ -597,7 +597,10 @@ mod tests {
         let own_keys = [
             open[0],
             ("ZONE_PROGRAM_SDK__LOCAL__TOKEN", "MyOwnToken"),
-            ("ZONE_PROGRAM_SDK__LOCAL__KEYS", r#"[{ ver = 1, encoding_aes_key = "MyOwnKey0123456789abcdefghijklmnopqrstuvwxy" }]"#),
+            (
+                "ZONE_PROGRAM_SDK__LOCAL__KEYS",
+                r#"[{ ver = 1, encoding_aes_key = "MyOwnKey0123456789abcdefghijklmnopqrstuvwxy" }]"#,
+            ),
         ];
         assert_eq!(Config::load(None, env(&own_keys)).unwrap().public_demo_keys_exposed(), None, "own keys");
         let native = [open[0], ("ZONE_PROGRAM_SDK__BACKEND", "native"), ("ZONE_PROGRAM_SDK__NATIVE__LIBRARY", "/x.so")];

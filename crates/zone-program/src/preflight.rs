@@ -243,7 +243,10 @@ fn check_sdk(config: &Config, report: &mut Report) {
         report.push(
             "listen address",
             Outcome::Fail {
-                problem: format!("server.listen {} is a loopback address: the zone cannot reach it", config.server.listen),
+                problem: format!(
+                    "server.listen {} is a loopback address: the zone cannot reach it",
+                    config.server.listen
+                ),
                 fix: "set server.listen = \"0.0.0.0:8080\"".into(),
             },
         );
@@ -360,7 +363,10 @@ mod tests {
     fn the_native_backend_on_a_loopback_address_fails() {
         let config = Config::load(
             None,
-            env(&[("ZONE_PROGRAM_SDK__BACKEND", "native".into()), ("ZONE_PROGRAM_SDK__NATIVE__LIBRARY", "/x.so".into())]),
+            env(&[
+                ("ZONE_PROGRAM_SDK__BACKEND", "native".into()),
+                ("ZONE_PROGRAM_SDK__NATIVE__LIBRARY", "/x.so".into()),
+            ]),
         )
         .unwrap();
         let mut report = Report::default();

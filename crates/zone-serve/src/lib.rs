@@ -232,8 +232,8 @@ async fn connection(
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
+    // Boxed so that it is really closed (dropped) before its slot is freed.
+    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(stream), service));
     let mut stopping = *stop.borrow();
     if stopping {
         conn.as_mut().graceful_shutdown();

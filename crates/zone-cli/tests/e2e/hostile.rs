@@ -157,7 +157,10 @@ async fn an_incomplete_body_flood_stays_within_the_body_budget_and_the_program_s
     for _ in 0..BODIES {
         writers.spawn(async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 2 << 20);
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                2 << 20
+            );
             if s.write_all(head.as_bytes()).await.is_err() {
                 return (s, false);
             }
@@ -207,7 +210,8 @@ async fn app_listen_serves_under_the_same_limits() {
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
     let mut streams = flood(listener.local_addr(), 100, b"POST /callback HTTP/1.1\r\nHost: x\r\n").await;
     let started = Instant::now();
-    let verify = reqwest::Client::new().get(format!("{}?timestamp=1&nonce=n&msg_signature=x&echostr=e", listener.url()));
+    let verify =
+        reqwest::Client::new().get(format!("{}?timestamp=1&nonce=n&msg_signature=x&echostr=e", listener.url()));
     let res = tokio::time::timeout(PROMPT, verify.send()).await.expect("answered at once").unwrap();
     assert_eq!(res.status(), 403, "a stale, unsigned verification is refused, promptly ({:?})", started.elapsed());
     let deadline = Instant::now() + DEADLINE;
@@ -270,7 +274,8 @@ async fn the_programs_own_apis_are_refused_to_the_app_and_an_async_call_needs_it
     assert_eq!(reply["errcode"], 900_001, "{reply}");
     assert_eq!(env.state.store.job_counts().await.unwrap(), jobs_before, "no job was stored");
 
-    let exposed = TestEnv::spawn_with(|c| c.program.abilities.expose_program_apis = vec!["spec_notify_app".into()]).await;
+    let exposed =
+        TestEnv::spawn_with(|c| c.program.abilities.expose_program_apis = vec!["spec_notify_app".into()]).await;
     let allowed = exposed.call("invoke_spec_notify_app", r#"{"notify_id":"listed","notify_scene":1}"#).await;
     assert_eq!(allowed["errcode"], 0, "listed in abilities.expose_program_apis: {allowed}");
 }
