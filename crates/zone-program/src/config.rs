@@ -58,7 +58,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`; in the zone `0.0.0.0:8080` (its port), which
-    /// `preflight` asks for with the native backend.
+    /// `preflight` reminds of with the native backend.
     pub listen: SocketAddr,
     /// Largest request body in bytes; larger gets 413. Default 2 MiB.
     pub body_limit_bytes: usize,

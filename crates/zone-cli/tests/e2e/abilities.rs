@@ -240,7 +240,8 @@ async fn list_abilities_describes_every_ability_with_parsable_protocols() {
     let listed = response_data(&env.app_call("list_abilities", "{}", None).await);
     assert_eq!(listed["output_envelope"], "bare");
     let abilities = listed["abilities"].as_array().unwrap();
-    assert_eq!(abilities.len(), SDK_APIS.len() + 6);
+    // The program's own APIs are not offered unless abilities.expose_program_apis lists them.
+    assert_eq!(abilities.len(), SDK_APIS.len() - PROGRAM_APIS.len() + 6);
     for a in abilities {
         for key in ["input_protocol", "output_protocol"] {
             let proto: Value = serde_json::from_str(a[key].as_str().unwrap()).unwrap();

@@ -301,7 +301,8 @@ fn spawn_listen(cli: &Cli) -> (Child, Lines) {
 fn sealed(msg: &str, nonce: &str) -> (String, [(&'static str, String); 3]) {
     let cipher = CallbackCipher::new(EncodingAesKey::parse("LocalAppDemoKey0123456789abcdefghijklmnopqr").unwrap());
     let encrypt = cipher.encrypt(msg.as_bytes(), CORP.as_bytes(), &mut rand::thread_rng());
-    let timestamp = "1700000000".to_owned();
+    // Now: the receiver refuses a timestamp outside ±app.callback.replay_window_secs.
+    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
     let sig = signature(&SecretString::from("LocalAppToken"), &timestamp, nonce, &encrypt);
     (encrypt, [("msg_signature", sig), ("timestamp", timestamp), ("nonce", nonce.to_owned())])
 }
