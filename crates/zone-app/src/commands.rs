@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use super::listen::{self, Fetch, Listener};
+use super::listen::{self, Fetch, Listener, ReceiverSettings};
 use super::notify::CallbackKeys;
 use super::token::unix_now;
 use super::{AppClient, AsyncResult, as_json, errcode};
@@ -242,7 +242,8 @@ pub async fn run(
             let keys = CallbackKeys::new(cb.token.expose_secret(), cb.encoding_aes_key.expose_secret(), receive_ids)
                 .map_err(|e| anyhow::anyhow!("app.callback keys: {e}"))?;
             let request_data = request_text(&request_data)?;
-            let mut listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys)
+            let settings = ReceiverSettings::from_config(cb, Some(listen::seen_file_beside(&app.token_cache)));
+            let mut listener = Listener::bind(listen.unwrap_or(cb.listen), &cb.path, keys, &settings)
                 .await
                 .with_context(|| format!("binding {}", listen.unwrap_or(cb.listen)))?;
             let fetch = fetch.then(|| Fetch { program_id: program.to_owned(), ability_id: ability, request_data });

@@ -61,6 +61,19 @@ pub struct AppCallbackConfig {
     pub encoding_aes_key: SecretString,
     /// Accepted ReceiveIds (your corp id, the authorising corp ids, your suite id). Empty: `app.corp_id`.
     pub receive_ids: Vec<String>,
+    /// Accepted clock skew of a callback's `timestamp`, in seconds (±). Default 300.
+    pub replay_window_secs: i64,
+    /// Most callback signatures remembered within the window (beyond: 503, WeCom retries).
+    /// Default 100000.
+    pub replay_cache_capacity: usize,
+    /// Most connections open at once (see `server.max_connections`). Default 256.
+    pub max_connections: usize,
+    /// See `server.header_read_timeout_ms`. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// See `server.body_read_timeout_ms`. Default 10000.
+    pub body_read_timeout_ms: u64,
+    /// See `server.max_buffered_body_bytes` (a callback body is at most 64 KiB). Default 4 MiB.
+    pub max_buffered_body_bytes: usize,
 }
 
 impl Default for AppCallbackConfig {
@@ -71,6 +84,12 @@ impl Default for AppCallbackConfig {
             token: SecretString::from(demo::APP_TOKEN),
             encoding_aes_key: SecretString::from(demo::APP_KEY),
             receive_ids: Vec::new(),
+            replay_window_secs: 300,
+            replay_cache_capacity: 100_000,
+            max_connections: 256,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_buffered_body_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -98,6 +117,17 @@ impl AppConfig {
         crypto::parse_token(cb.token.expose_secret()).map_err(|r| invalid("app.callback.token", r))?;
         EncodingAesKey::parse(cb.encoding_aes_key.expose_secret())
             .map_err(|_| invalid("app.callback.encoding_aes_key", "must be 43 characters of [A-Za-z0-9]"))?;
+        if !(1..=86_400).contains(&cb.replay_window_secs) {
+            return Err(invalid("app.callback.replay_window_secs", "must be 1 to 86400"));
+        }
+        let positive = |key: &str, v: u64| if v == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(()) };
+        positive("app.callback.replay_cache_capacity", cb.replay_cache_capacity as u64)?;
+        positive("app.callback.max_connections", cb.max_connections as u64)?;
+        positive("app.callback.header_read_timeout_ms", cb.header_read_timeout_ms)?;
+        positive("app.callback.body_read_timeout_ms", cb.body_read_timeout_ms)?;
+        if !(64 * 1024..=u32::MAX as usize).contains(&cb.max_buffered_body_bytes) {
+            return Err(invalid("app.callback.max_buffered_body_bytes", "must be 64 KiB to 4 GiB"));
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod keygen;
 pub mod listen;
 pub mod notify;
 pub mod out;
+pub mod seen;
 pub mod token;
 
 use std::time::Duration;

@@ -1,16 +1,22 @@
 //! The app's callback receiver: `GET <path>` answers WeCom's URL verification with the bare echo,
 //! `POST <path>` verifies and decrypts an event, answers `success` at once and hands the event on
-//! through a channel (the work, e.g. fetching the data, happens after the reply). A `NotifyId` seen
-//! before is answered but not handed on again. Anything that fails verification gets 403 with no
-//! detail; the log line carries only the crypto code.
+//! through a channel (the work, e.g. fetching the data, happens after the reply).
+//!
+//! A callback is refused with 403 and no detail (the log line carries only the code) when it fails
+//! verification or its `timestamp` is not a number within ±`replay_window_secs` of now. A callback
+//! accepted before (the same signature, within the window) and a `NotifyId` seen before (within a
+//! day) are answered `success` but not handed on again; both memories survive a restart of the
+//! receiver when it has a file ([`seen`](super::seen)). The receiver serves under the same
+//! connection and body limits as the program ([`zone_serve`]).
 
-use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,14 +24,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use serde_json::{Value, json};
+use zone_crypto::codec::{Clock, SystemClock, within_window};
+use zone_serve::{self as serve, BodyLimits, ConnLimits, ConnStats};
 
 use super::AppClient;
 use super::notify::{CallbackKeys, CallbackQuery, Event, ProgramNotify, parse_event};
+use super::seen::{Fresh, Seen};
+use crate::config::AppCallbackConfig;
 
 /// Largest callback body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How many NotifyIds are remembered for de-duplication.
-pub const DEDUP_CAPACITY: usize = 10_000;
 /// Events waiting for the consumer; beyond this WeCom gets 503 and may deliver again.
 pub const QUEUE_CAPACITY: usize = 1024;
 
@@ -53,13 +61,63 @@ pub enum Received {
     },
 }
 
+/// How the receiver protects itself: connection and body limits, the replay window, and where it
+/// keeps what it has accepted.
+#[derive(Clone)]
+pub struct ReceiverSettings {
+    /// Connection limits.
+    pub conn: ConnLimits,
+    /// Body limits (the body size is [`MAX_BODY_BYTES`]).
+    pub bodies: BodyLimits,
+    /// Accepted skew of a callback's timestamp, in seconds (±).
+    pub replay_window_secs: i64,
+    /// Most signatures remembered within the window.
+    pub replay_cache_capacity: usize,
+    /// The file of accepted signatures and NotifyIds (`None`: memory only).
+    pub seen_file: Option<PathBuf>,
+    /// The clock of the window.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ReceiverSettings {
+    /// From `[app.callback]`, keeping its memory in `seen_file`; the connection cap is lowered to
+    /// fit the open-file limit (raised to its hard limit first).
+    pub fn from_config(cb: &AppCallbackConfig, seen_file: Option<PathBuf>) -> Self {
+        Self {
+            conn: ConnLimits {
+                max_connections: serve::connection_cap(cb.max_connections, serve::raise_fd_limit()),
+                header_read_timeout: Duration::from_millis(cb.header_read_timeout_ms),
+            },
+            bodies: BodyLimits {
+                max_body_bytes: MAX_BODY_BYTES,
+                max_buffered_bytes: cb.max_buffered_body_bytes,
+                body_read_timeout: Duration::from_millis(cb.body_read_timeout_ms),
+            },
+            replay_window_secs: cb.replay_window_secs,
+            replay_cache_capacity: cb.replay_cache_capacity,
+            seen_file,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The file beside the token cache where `app listen` keeps what it has accepted.
+pub fn seen_file_beside(token_cache: &std::path::Path) -> PathBuf {
+    token_cache.with_file_name("app-callbacks-seen")
+}
+
 /// The receiver's router for `path`, handing events to `tx`.
-pub fn router(keys: CallbackKeys, path: &str, tx: mpsc::Sender<Received>) -> Router {
-    let state = ReceiverState { keys: Arc::new(keys), tx, seen: Arc::new(Mutex::new(Recent::default())) };
-    Router::new()
-        .route(path, get(verify_url).post(event))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+pub fn router(keys: CallbackKeys, path: &str, tx: mpsc::Sender<Received>, settings: &ReceiverSettings) -> Router {
+    let now = settings.clock.now();
+    let seen = Seen::open(settings.seen_file.as_deref(), settings.replay_cache_capacity, now);
+    let state = ReceiverState {
+        keys: Arc::new(keys),
+        tx,
+        seen: Arc::new(Mutex::new(seen)),
+        clock: settings.clock.clone(),
+        window: settings.replay_window_secs,
+    };
+    serve::limit_bodies(Router::new().route(path, get(verify_url).post(event)).with_state(state), settings.bodies)
 }
 
 /// A running receiver on its own task.
@@ -72,20 +130,21 @@ pub struct Listener {
 
 impl Listener {
     /// Binds `addr` (port 0 allowed) and serves `path` until dropped.
-    pub async fn bind(addr: SocketAddr, path: &str, keys: CallbackKeys) -> std::io::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        path: &str,
+        keys: CallbackKeys,
+        settings: &ReceiverSettings,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, events) = mpsc::channel(QUEUE_CAPACITY);
-        let app = router(keys, path, tx);
+        let app = router(keys, path, tx, settings);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "the callback receiver stopped");
-            }
-        });
+        let stats = Arc::new(ConnStats::default());
+        tokio::spawn(serve::serve(listener, app, settings.conn, stats, async move {
+            let _ = stopped.await;
+        }));
         Ok(Self { addr, path: path.to_owned(), events, stop: Some(stop) })
     }
 
@@ -193,38 +252,30 @@ fn chain(e: &dyn std::error::Error) -> String {
 struct ReceiverState {
     keys: Arc<CallbackKeys>,
     tx: mpsc::Sender<Received>,
-    seen: Arc<Mutex<Recent>>,
+    seen: Arc<Mutex<Seen>>,
+    clock: Arc<dyn Clock>,
+    window: i64,
 }
 
-/// NotifyIds (with their ReceiveId) seen lately, oldest evicted first.
-#[derive(Default)]
-struct Recent {
-    set: HashSet<(String, String)>,
-    order: VecDeque<(String, String)>,
-}
-
-impl Recent {
-    /// Records `key`; false when it was already there.
-    fn insert(&mut self, key: (String, String)) -> bool {
-        if !self.set.insert(key.clone()) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > DEDUP_CAPACITY
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        true
+impl ReceiverState {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remove(&mut self, key: &(String, String)) {
-        self.set.remove(key);
-        self.order.retain(|k| k != key);
+    /// The callback's timestamp when it is a number within the window of now.
+    fn fresh_timestamp(&self, q: &CallbackQuery) -> Option<i64> {
+        let ts = q.timestamp.parse::<i64>().ok().filter(|_| q.timestamp.bytes().all(|b| b.is_ascii_digit()))?;
+        within_window(self.clock.now(), ts, self.window).then_some(ts)
     }
 }
+
+/// Codes of the receiver's own refusals (the crypto codes are −40001…).
+const STALE: i32 = -41003;
 
 async fn verify_url(State(s): State<ReceiverState>, Query(q): Query<CallbackQuery>) -> Response {
+    if s.fresh_timestamp(&q).is_none() {
+        return rejected(STALE);
+    }
     match s.keys.verify_url(&q) {
         Ok(opened) => {
             let _ = s.tx.try_send(Received::UrlVerified { receive_id: opened.receive_id });
@@ -235,26 +286,39 @@ async fn verify_url(State(s): State<ReceiverState>, Query(q): Query<CallbackQuer
 }
 
 async fn event(State(s): State<ReceiverState>, Query(q): Query<CallbackQuery>, body: String) -> Response {
+    let Some(ts) = s.fresh_timestamp(&q) else { return rejected(STALE) };
     let opened = match s.keys.open_event(&q, &body) {
         Ok(opened) => opened,
         Err(e) => return rejected(e.code()),
     };
+    // A place in the queue first: a callback answered 503 leaves no trace, so its redelivery is
+    // handled as new.
+    let Ok(slot) = s.tx.try_reserve() else {
+        tracing::warn!("the callback queue is full; asking WeCom to deliver again");
+        return busy();
+    };
+    // Only a verified callback may occupy the memory; it is needed while the request passes the
+    // timestamp check: until ts + window.
+    let now = s.clock.now();
+    match s.seen().signature(&q.msg_signature, now, ts.saturating_add(s.window)) {
+        Fresh::Yes => {}
+        Fresh::Replayed => {
+            tracing::info!("callback delivered again (same signature); already handled");
+            return success();
+        }
+        Fresh::Full => {
+            tracing::warn!("the replay memory is full; asking WeCom to deliver again later");
+            return busy();
+        }
+    }
     let receive_id = opened.receive_id;
     let received = match parse_event(&opened.msg) {
         Ok(Event::ProgramNotify(notify)) => {
-            let key = (receive_id.clone(), notify.notify_id.as_str().to_owned());
-            if !s.seen.lock().expect("dedup lock").insert(key.clone()) {
+            if !s.seen().notify_id(&receive_id, notify.notify_id.as_str(), now) {
                 tracing::info!(receive_id, "program_notify delivered again; already handled");
                 return success();
             }
-            match s.tx.try_send(Received::ProgramNotify { receive_id, notify }) {
-                Ok(()) => return success(),
-                Err(_) => {
-                    s.seen.lock().expect("dedup lock").remove(&key);
-                    tracing::warn!("the callback queue is full; asking WeCom to deliver again");
-                    return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
-                }
-            }
+            Received::ProgramNotify { receive_id, notify }
         }
         Ok(Event::Other { kind }) => Received::Other { receive_id, kind },
         Err(e) => {
@@ -262,8 +326,12 @@ async fn event(State(s): State<ReceiverState>, Query(q): Query<CallbackQuery>, b
             return success();
         }
     };
-    let _ = s.tx.try_send(received);
+    slot.send(received);
     success()
+}
+
+fn busy() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response()
 }
 
 fn success() -> Response {
@@ -308,13 +376,37 @@ mod tests {
     const TOKEN: &str = "QDG6eK";
     const CORP: &str = "wx5823bf96d3bd56c7";
 
-    fn app() -> (Router, mpsc::Receiver<Received>) {
+    /// The clock of the tests: the timestamp of `notify_post`.
+    const NOW: i64 = 1_700_000_000;
+
+    struct At(i64);
+    impl Clock for At {
+        fn now(&self) -> i64 {
+            self.0
+        }
+    }
+
+    fn settings(now: i64, seen_file: Option<PathBuf>) -> ReceiverSettings {
+        let mut settings = ReceiverSettings::from_config(&AppCallbackConfig::default(), seen_file);
+        settings.clock = Arc::new(At(now));
+        settings
+    }
+
+    fn app_at(now: i64, seen_file: Option<PathBuf>) -> (Router, mpsc::Receiver<Received>) {
         let (tx, rx) = mpsc::channel(8);
         let keys = CallbackKeys::new(TOKEN, KEY, vec![CORP.into()]).unwrap();
-        (router(keys, "/cb", tx), rx)
+        (router(keys, "/cb", tx, &settings(now, seen_file)), rx)
+    }
+
+    fn app() -> (Router, mpsc::Receiver<Received>) {
+        app_at(NOW, None)
     }
 
     fn notify_post(notify_id: &str, nonce: &str) -> Request<Body> {
+        notify_post_at(notify_id, nonce, "1700000000")
+    }
+
+    fn notify_post_at(notify_id: &str, nonce: &str, timestamp: &str) -> Request<Body> {
         let msg = format!(
             "<xml><ToUserName>{}</ToUserName><CreateTime>1</CreateTime><Event>program_notify</Event>\
              <NotifyId>{}</NotifyId><NotifyScene>7</NotifyScene></xml>",
@@ -323,8 +415,8 @@ mod tests {
         );
         let cipher = CallbackCipher::new(EncodingAesKey::parse(KEY).unwrap());
         let enc = cipher.encrypt(msg.as_bytes(), CORP.as_bytes(), &mut rand::rngs::StdRng::seed_from_u64(1));
-        let sig = signature(&SecretString::from(TOKEN), "1700000000", nonce, &enc);
-        let uri = format!("/cb?msg_signature={sig}&timestamp=1700000000&nonce={nonce}");
+        let sig = signature(&SecretString::from(TOKEN), timestamp, nonce, &enc);
+        let uri = format!("/cb?msg_signature={sig}&timestamp={timestamp}&nonce={nonce}");
         Request::post(uri).body(Body::from(xml::encrypted_envelope(CORP, "1", &enc))).unwrap()
     }
 
@@ -334,7 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_url_verification_of_vector_a_is_answered_with_the_bare_echo() {
-        let (app, mut rx) = app();
+        let (app, mut rx) = app_at(1_409_659_589, None);
         let uri = "/cb?msg_signature=5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3&timestamp=1409659589&nonce=263014780\
                    &echostr=P9nAzCzyDtyTWESHep1vC5X9xho%2FqYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp%2B4RPcs8TgAE7OaBO%2BFZXvnaqQ%3D%3D";
         let res = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
@@ -379,14 +471,62 @@ mod tests {
         assert!(refusal_hint(-40005).contains("app.corp_id"));
     }
 
-    #[test]
-    fn the_dedup_memory_forgets_the_oldest_beyond_its_capacity() {
-        let mut r = Recent::default();
-        for i in 0..=DEDUP_CAPACITY {
-            assert!(r.insert(("c".into(), i.to_string())));
+    /// Review finding 2: a callback from 2010, or with a timestamp that is no number, was accepted.
+    #[tokio::test]
+    async fn a_callback_with_a_stale_or_malformed_timestamp_gets_403_and_is_not_handed_on() {
+        let (app, mut rx) = app();
+        for ts in ["1262304000", "notatime", "1700000301", "1699999699", "-1", "+1700000000", "99999999999999999999"] {
+            let res = app.clone().oneshot(notify_post_at("N1", "a", ts)).await.unwrap();
+            assert_eq!(res.status(), 403, "timestamp {ts}");
+            assert_eq!(text(res).await, "rejected");
         }
-        assert!(!r.insert(("c".into(), DEDUP_CAPACITY.to_string())));
-        assert!(r.insert(("c".into(), "0".into())), "the oldest id is forgotten");
-        assert_eq!(r.set.len(), DEDUP_CAPACITY);
+        let res = app.oneshot(notify_post_at("N1", "a", "1700000300")).await.unwrap();
+        assert_eq!(text(res).await, "success", "the edge of the window is inside");
+        assert!(matches!(rx.try_recv(), Ok(Received::ProgramNotify { .. })));
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// Review finding 2: the same POST was printed three times, and again after a restart.
+    #[tokio::test]
+    async fn the_same_callback_posted_again_is_answered_but_handed_on_once_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("seen");
+        let (app, mut rx) = app_at(NOW, Some(file.clone()));
+        for _ in 0..3 {
+            let res = app.clone().oneshot(notify_post("N1", "a")).await.unwrap();
+            assert_eq!(text(res).await, "success");
+        }
+        assert!(matches!(rx.try_recv(), Ok(Received::ProgramNotify { .. })));
+        assert!(rx.try_recv().is_err(), "handed on more than once");
+        drop(app);
+        let (restarted, mut rx) = app_at(NOW + 10, Some(file.clone()));
+        let res = restarted.clone().oneshot(notify_post("N1", "a")).await.unwrap();
+        assert_eq!(text(res).await, "success");
+        let res = restarted.clone().oneshot(notify_post("N1", "fresh")).await.unwrap();
+        assert_eq!(text(res).await, "success");
+        assert!(rx.try_recv().is_err(), "a replay, or a redelivery of N1, was handed on after the restart");
+        let res = restarted.oneshot(notify_post("N2", "b")).await.unwrap();
+        assert_eq!(text(res).await, "success");
+        assert!(matches!(rx.try_recv(), Ok(Received::ProgramNotify { .. })));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    /// When the queue is full the callback gets 503 and leaves no trace: its redelivery is new.
+    #[tokio::test]
+    async fn a_callback_refused_busy_is_handed_on_when_delivered_again() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let keys = CallbackKeys::new(TOKEN, KEY, vec![CORP.into()]).unwrap();
+        let app = router(keys, "/cb", tx, &settings(NOW, None));
+        assert_eq!(text(app.clone().oneshot(notify_post("N1", "a")).await.unwrap()).await, "success");
+        let res = app.clone().oneshot(notify_post("N2", "b")).await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert!(matches!(rx.recv().await, Some(Received::ProgramNotify { .. })));
+        assert_eq!(text(app.oneshot(notify_post("N2", "b")).await.unwrap()).await, "success");
+        let Some(Received::ProgramNotify { notify, .. }) = rx.recv().await else { panic!("N2 never handed on") };
+        assert_eq!(notify.notify_id.as_str(), "N2");
     }
 }

@@ -117,6 +117,9 @@ pub fn run() -> anyhow::Result<()> {
                 );
             }
             args.program.apply(&mut config.program)?;
+            if args.program.allow_public_demo_keys {
+                config.local_zone.allow_public_demo_keys = true;
+            }
             let _log = telemetry::init(&config.program.log);
             let runtime = program::serve_runtime(config.program.sdk.pool_size)?;
             if args.local {

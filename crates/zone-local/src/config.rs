@@ -49,6 +49,10 @@ pub struct LocalZoneConfig {
     pub export_finish_after_ms: u64,
     /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
     pub abilities: Vec<AbilityProtocol>,
+    /// Listen on a non-loopback address. The zone's controls (`/local/*`) need no credentials and
+    /// its keys are public, so this is for a closed lab network only (`serve
+    /// --allow-public-demo-keys`). Default false.
+    pub allow_public_demo_keys: bool,
 }
 
 /// One declared ability of the program, with the JSON examples the zone matches calls against.
@@ -83,11 +87,25 @@ impl Default for LocalZoneConfig {
             own_model_id: "zm_local_demo".into(),
             export_finish_after_ms: 2000,
             abilities: Vec::new(),
+            allow_public_demo_keys: false,
         }
     }
 }
 
 impl LocalZoneConfig {
+    /// Why the local zone must not listen where it is configured to: a non-loopback `listen`
+    /// without `allow_public_demo_keys`. `None` when it may.
+    pub fn exposed(&self) -> Option<String> {
+        (!self.listen.ip().is_loopback() && !self.allow_public_demo_keys).then(|| {
+            format!(
+                "local_zone.listen {} is not a loopback address: the local zone's controls need no credentials and its \
+                 keys are public. Listen on 127.0.0.1, or, on a closed lab network only, pass --allow-public-demo-keys \
+                 (local_zone.allow_public_demo_keys)",
+                self.listen
+            )
+        })
+    }
+
     /// Checks every value that has a rule; the error names the key (`local_zone.…`).
     pub fn validate(&self) -> anyhow::Result<()> {
         let lz = self;
@@ -114,4 +132,20 @@ impl LocalZoneConfig {
 
 fn invalid(key: impl std::fmt::Display, reason: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("config {key}: {reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding 3: the local zone's controls answered on any address.
+    #[test]
+    fn the_local_zone_listens_beyond_loopback_only_when_allowed() {
+        let mut c = LocalZoneConfig::default();
+        assert_eq!(c.exposed(), None);
+        c.listen = "[::]:8081".parse().unwrap();
+        assert!(c.exposed().expect("exposed").contains("local_zone.listen [::]:8081"));
+        c.allow_public_demo_keys = true;
+        assert_eq!(c.exposed(), None);
+    }
 }

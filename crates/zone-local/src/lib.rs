@@ -112,7 +112,11 @@ impl Shared {
 impl LocalZone {
     /// Loads (or, on first start, generates) the demo key pair, seeds the world and binds
     /// `local_zone.listen` (port 0 allowed). `codec` holds the program's keys (its `[sdk.local]`).
+    /// Refuses a non-loopback address unless `local_zone.allow_public_demo_keys`.
     pub async fn bind(config: &LocalZoneConfig, codec: LocalCodec) -> anyhow::Result<Self> {
+        if let Some(why) = config.exposed() {
+            anyhow::bail!("refusing to start the local zone: {why}");
+        }
         let cfg = config.clone();
         let app_key = EncodingAesKey::parse(cfg.app_encoding_aes_key.expose_secret())
             .map_err(|_| anyhow::anyhow!("local_zone.app_encoding_aes_key is not a valid EncodingAESKey"))?;

@@ -2,23 +2,24 @@
 //! (port 0 allowed, so tests start the program exactly as production does); [`App::run_until_stopped`]
 //! serves until the shutdown future resolves, then drains in-flight requests within the grace period.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use zone_serve::{self as serve, ConnLimits, ConnStats};
 
 use crate::abilities::Registry;
 use crate::config::Config;
 use crate::events::Events;
 use crate::jobs::{JobSettings, Jobs};
 use crate::keyring::Keyring;
+use crate::metrics::Metrics;
 use crate::program::Program;
 use crate::sdk::ZoneSdk;
 use crate::store::Store;
-use crate::telemetry::Metrics;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -39,6 +40,8 @@ pub struct AppState {
     pub abilities: Arc<Registry>,
     /// The event handlers and their state (cursor locks).
     pub events: Arc<Events>,
+    /// What the connection limits did (accepted, evicted, refused).
+    pub conn_stats: Arc<ConnStats>,
 }
 
 impl AppState {
@@ -77,7 +80,12 @@ impl App {
     }
 
     /// Like [`App::build`] with a given backend.
+    /// Refuses, before binding, to serve the public demo keys on a non-loopback address
+    /// ([`Config::public_demo_keys_exposed`]).
     pub async fn build_with_sdk(config: Config, sdk: Arc<dyn ZoneSdk>) -> anyhow::Result<Self> {
+        if let Some(why) = config.public_demo_keys_exposed() {
+            anyhow::bail!("refusing to start: {why}");
+        }
         Program::stock(config).sdk(sdk).build().await
     }
 
@@ -107,6 +115,7 @@ impl App {
             keyring: Arc::new(keyring),
             abilities: Arc::new(abilities),
             events: Arc::new(events),
+            conn_stats: Arc::default(),
         };
         Ok(Self { listener, state })
     }
@@ -143,20 +152,28 @@ impl App {
             Duration::from_secs(self.state.config.store.purge_interval_secs),
             background_stop,
         )));
-        let listener = crate::metrics::CountingListener::new(self.listener, self.state.metrics.clone());
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested; draining in-flight requests");
-                let _ = stopping_tx.send(true);
-            })
-            .into_future();
+        let server = &self.state.config.server;
+        let limits = ConnLimits {
+            max_connections: serve::connection_cap(server.max_connections, serve::raise_fd_limit()),
+            header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+        };
+        if limits.max_connections < server.max_connections {
+            tracing::warn!(
+                connections.max = limits.max_connections,
+                "server.max_connections lowered to fit the open-file limit"
+            );
+        }
+        let serve = serve::serve(self.listener, router, limits, self.state.conn_stats.clone(), async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            let _ = stopping_tx.send(true);
+        });
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         let served = tokio::select! {
-            result = serve => result.context("serving HTTP"),
+            () = serve => Ok(()),
             () = deadline => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
                 Ok(())

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Override sdk.backend.
     #[arg(long, value_enum)]
     pub sdk: Option<SdkBackend>,
+    /// Serve the public demo keys (local backend; with `--local`, the local zone too) on a
+    /// non-loopback address anyway: for a closed lab network only. Sets
+    /// server.allow_public_demo_keys (and local_zone.allow_public_demo_keys).
+    #[arg(long)]
+    pub allow_public_demo_keys: bool,
     /// Open the vendor SDK's debug mode at start with this debug token (调试凭证, valid 3 days);
     /// needs `--sdk native` and `--access-token`. Overrides sdk.native.debug_token.
     #[arg(long, value_name = "TOKEN", requires = "access_token", value_parser = secret)]
@@ -61,6 +66,9 @@ impl ServeArgs {
         }
         if let Some(sdk) = self.sdk {
             config.sdk.backend = sdk;
+        }
+        if self.allow_public_demo_keys {
+            config.server.allow_public_demo_keys = true;
         }
         if let (Some(debug), Some(access)) = (self.debug_token.take(), self.access_token.take()) {
             config.sdk.native.debug_token = Some(debug);

@@ -57,7 +57,8 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address to listen on. Default `0.0.0.0:8080` (the zone's port).
+    /// Address to listen on. Default `127.0.0.1:8080`; in the zone `0.0.0.0:8080` (its port), which
+    /// `preflight` reminds of with the native backend.
     pub listen: SocketAddr,
     /// Largest request body in bytes; larger gets 413. Default 2 MiB.
     pub body_limit_bytes: usize,
@@ -65,15 +66,35 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// How long graceful shutdown waits for in-flight requests, in milliseconds. Default 10000.
     pub shutdown_grace_ms: u64,
+    /// Most connections open at once (lowered to the open-file limit less 256). At the cap a new
+    /// connection replaces the longest-idle one; when all are busy it gets a 503. Default 4096.
+    pub max_connections: usize,
+    /// Time a connection gets to send a whole request head, after opening or after its previous
+    /// reply (so also the idle keep-alive timeout), in milliseconds. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while a request body arrives, in milliseconds (then 400). Default 10000.
+    pub body_read_timeout_ms: u64,
+    /// Most bytes of request bodies being received at once, across all connections; a request that
+    /// does not fit gets 503 before its body is read. At least `body_limit_bytes`. Default 64 MiB.
+    pub max_buffered_body_bytes: usize,
+    /// Serve with the local backend and the public demo token or key (`[sdk.local]` defaults) on a
+    /// non-loopback address: anyone on the network who reads the README can then call the program.
+    /// For a closed lab network only (`serve --allow-public-demo-keys`). Default false.
+    pub allow_public_demo_keys: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
+            allow_public_demo_keys: false,
         }
     }
 }
@@ -162,7 +183,8 @@ pub struct LocalSdkConfig {
     pub keys: Vec<LocalKey>,
     /// Accepted clock skew in seconds (±). Default 300.
     pub replay_window_secs: i64,
-    /// Most nonces remembered; when full of live ones, requests are refused. A nonce is kept until
+    /// Most nonces remembered by each of the two replay caches (the callbacks', and the SDK replies'); when
+    /// full of live ones, requests are refused. A nonce is kept until
     /// its timestamp + the window (≤ 2 × window + 1 s), ~18 bytes each. Default 1250000: 2 000
     /// requests/s sustained even from a peer a whole window ahead (~4 000/s with agreeing clocks),
     /// under 40 MiB when full, nothing when idle.
@@ -296,11 +318,15 @@ pub struct AbilitiesConfig {
     pub output_envelope: OutputEnvelope,
     /// Largest accepted `data` of an app call, in bytes. Default 1 MiB.
     pub max_input_bytes: usize,
+    /// The program's own APIs to offer the app as `invoke_<api>` anyway:
+    /// `program_async_job_call_back` (an app could set its own async result) and `spec_notify_app`
+    /// (an app could send a notification with an id of its choice). Default none.
+    pub expose_program_apis: Vec<String>,
 }
 
 impl Default for AbilitiesConfig {
     fn default() -> Self {
-        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024 }
+        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024, expose_program_apis: Vec::new() }
     }
 }
 
@@ -335,6 +361,28 @@ pub struct KeyringEntry {
 }
 
 impl Config {
+    /// Why serving this configuration would open the program to anyone who knows the public demo
+    /// keys: the local backend with the demo token or key on a non-loopback `server.listen`, unless
+    /// `server.allow_public_demo_keys`. `None` when it is safe to serve.
+    pub fn public_demo_keys_exposed(&self) -> Option<String> {
+        let local = &self.sdk.local;
+        let demo = local.token.expose_secret() == demo::LOCAL_TOKEN
+            || local.keys.iter().any(|k| k.encoding_aes_key.expose_secret() == demo::LOCAL_KEY);
+        let exposed = self.sdk.backend == SdkBackend::Local
+            && demo
+            && !self.server.listen.ip().is_loopback()
+            && !self.server.allow_public_demo_keys;
+        exposed.then(|| {
+            format!(
+                "server.listen {} is not a loopback address, and the local backend uses the public demo token or key \
+                 of [sdk.local]: anyone on the network could call the program. Listen on 127.0.0.1, set your own \
+                 sdk.local.token and keys, use sdk.backend = \"native\", or, on a closed lab network only, pass \
+                 --allow-public-demo-keys (server.allow_public_demo_keys)",
+                self.server.listen
+            )
+        })
+    }
+
     /// Defaults, then `file` (if any), then `ZONE_PROGRAM_*` variables from `env`; validated.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let env: Vec<(String, String)> = env.into_iter().collect();
@@ -354,6 +402,17 @@ impl Config {
             |key: &str, v: u64| if v == 0 { Err(ConfigError::new(key, "must be greater than 0")) } else { Ok(()) };
         positive("server.body_limit_bytes", self.server.body_limit_bytes as u64)?;
         positive("server.request_timeout_ms", self.server.request_timeout_ms)?;
+        positive("server.max_connections", self.server.max_connections as u64)?;
+        positive("server.header_read_timeout_ms", self.server.header_read_timeout_ms)?;
+        positive("server.body_read_timeout_ms", self.server.body_read_timeout_ms)?;
+        if self.server.max_buffered_body_bytes < self.server.body_limit_bytes
+            || self.server.max_buffered_body_bytes > u32::MAX as usize
+        {
+            return Err(ConfigError::new(
+                "server.max_buffered_body_bytes",
+                "must be at least server.body_limit_bytes and at most 4 GiB",
+            ));
+        }
         positive("sdk.pool_size", self.sdk.pool_size as u64)?;
         positive("sdk.invoke_timeout_ms", self.sdk.invoke_timeout_ms)?;
         positive("sdk.max_response_bytes", self.sdk.max_response_bytes as u64)?;
@@ -374,6 +433,14 @@ impl Config {
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
         positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
+        for (i, name) in self.abilities.expose_program_apis.iter().enumerate() {
+            if !crate::abilities::catalog::PROGRAM_APIS.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("abilities.expose_program_apis[{i}]"),
+                    format!("must be one of {:?}", crate::abilities::catalog::PROGRAM_APIS),
+                ));
+            }
+        }
         if self.abilities.max_input_bytes > self.server.body_limit_bytes {
             return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));
         }
@@ -561,6 +628,31 @@ mod tests {
         assert_eq!(c.server.listen.port(), 8080);
         assert_eq!(c.sdk.backend, SdkBackend::Local);
         assert_eq!(c.store.notify_ttl_secs, 600);
+    }
+
+    /// Review finding 3: the defaults served the public demo keys on 0.0.0.0:8080.
+    #[test]
+    fn the_public_demo_keys_are_served_only_on_loopback_unless_allowed() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.server.listen.ip().is_loopback(), "the default listens on loopback");
+        assert_eq!(c.public_demo_keys_exposed(), None);
+        let open = [("ZONE_PROGRAM_SERVER__LISTEN", "0.0.0.0:8080")];
+        let c = Config::load(None, env(&open)).unwrap();
+        let why = c.public_demo_keys_exposed().expect("exposed");
+        assert!(why.contains("server.listen 0.0.0.0:8080") && why.contains("--allow-public-demo-keys"), "{why}");
+        let own_keys = [
+            open[0],
+            ("ZONE_PROGRAM_SDK__LOCAL__TOKEN", "MyOwnToken"),
+            (
+                "ZONE_PROGRAM_SDK__LOCAL__KEYS",
+                r#"[{ ver = 1, encoding_aes_key = "MyOwnKey0123456789abcdefghijklmnopqrstuvwxy" }]"#,
+            ),
+        ];
+        assert_eq!(Config::load(None, env(&own_keys)).unwrap().public_demo_keys_exposed(), None, "own keys");
+        let native = [open[0], ("ZONE_PROGRAM_SDK__BACKEND", "native"), ("ZONE_PROGRAM_SDK__NATIVE__LIBRARY", "/x.so")];
+        assert_eq!(Config::load(None, env(&native)).unwrap().public_demo_keys_exposed(), None, "native");
+        let allowed = [open[0], ("ZONE_PROGRAM_SERVER__ALLOW_PUBLIC_DEMO_KEYS", "true")];
+        assert_eq!(Config::load(None, env(&allowed)).unwrap().public_demo_keys_exposed(), None);
     }
 
     #[test]

@@ -63,6 +63,10 @@ async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppE
 }
 
 async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
+    // Without its job_info the result could never be reported: refused in the ack.
+    if callback.job_info.is_empty() {
+        return Err(AppError::invalid("an async call needs its job_info"));
+    }
     // Bad input is refused now, before anything is stored.
     state.abilities.check(&callback.ability_id, &callback.data)?;
     // A redelivered job (same corp and job context) is recognised and not run twice.

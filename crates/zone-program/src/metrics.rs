@@ -11,10 +11,8 @@
 //! `error_replies`, `sdk_failures`) keep their names.
 
 use std::collections::HashSet;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,7 +23,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::sdk::{CallContext, DecodeError, Decoded, SdkError, ZoneSdk};
 use crate::store::Store;
@@ -322,10 +319,9 @@ impl Metrics {
         out
     }
 
-    /// A connection opened; the guard counts it closed when dropped.
-    pub fn connection_opened(&self) -> ConnectionGuard {
-        self.open_connections.inc();
-        ConnectionGuard(self.open_connections.clone())
+    /// Sets `zone_program_open_connections` (read from the server's connection table at scrape).
+    pub fn set_open_connections(&self, open: u64) {
+        self.open_connections.set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     fn code_label(&self, code: i64) -> String {
@@ -376,88 +372,6 @@ impl Collector for Legacy {
             counter.encode(metric)?;
         }
         Ok(())
-    }
-}
-
-/// Counts an open connection down when dropped.
-#[derive(Debug)]
-pub struct ConnectionGuard(Gauge);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// An accepted connection counted in `zone_program_open_connections` while it lives.
-pub struct Counted<S> {
-    io: S,
-    _guard: ConnectionGuard,
-}
-
-impl<S> Counted<S> {
-    /// Wraps `io`, counted by `guard`.
-    pub fn new(io: S, guard: ConnectionGuard) -> Self {
-        Self { io, _guard: guard }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// The program's listener, counting open connections.
-pub struct CountingListener {
-    inner: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-}
-
-impl CountingListener {
-    /// Wraps `inner`.
-    pub fn new(inner: tokio::net::TcpListener, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
-    }
-}
-
-impl axum::serve::Listener for CountingListener {
-    type Io = Counted<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (Counted::new(io, self.metrics.connection_opened()), addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
     }
 }
 

@@ -229,12 +229,25 @@ fn check_sdk(config: &Config, report: &mut Report) {
     match config.sdk.backend {
         SdkBackend::Local => report.push(
             "sdk",
-            Outcome::Warn(format!(
-                "local backend ({}): for development only; the zone needs sdk.backend = \"native\"",
-                config.sdk.local.zone_url
-            )),
+            Outcome::Fail {
+                problem: format!(
+                    "local backend ({}): for development only, and its default keys are public",
+                    config.sdk.local.zone_url
+                ),
+                fix: "set sdk.backend = \"native\" with sdk.native.library (the zone has no local zone)".into(),
+            },
         ),
         SdkBackend::Native => report.push("sdk", check_native(&config.sdk)),
+    }
+    if config.sdk.backend == SdkBackend::Native && config.server.listen.ip().is_loopback() {
+        report.push(
+            "listen address",
+            Outcome::Warn(format!(
+                "server.listen {} is a loopback address: the zone's backend cannot reach it there; in the zone set \
+                 server.listen = \"0.0.0.0:8080\"",
+                config.server.listen
+            )),
+        );
     }
 }
 
@@ -334,12 +347,31 @@ mod tests {
     }
 
     #[test]
-    fn a_sound_configuration_passes_and_creates_the_data_directory() {
+    fn a_sound_configuration_passes_but_for_its_local_backend_and_creates_the_data_directory() {
         let dir = tempfile::tempdir().unwrap();
         let report = run(None, good_env(dir.path()));
-        assert!(report.passed(), "{}", report.render());
+        assert_eq!(report.failures(), 1, "{}", report.render());
+        let (problem, fix) = failure_of(&report, "sdk").expect("the local backend fails (review finding 3)");
+        assert!(problem.contains("development only") && fix.contains("native"), "{problem} / {fix}");
         assert!(dir.path().join("data").is_dir());
-        assert!(report.render().ends_with("preflight passed\n"));
+        assert!(report.render().contains("preflight FAILED: 1 problem(s)"), "{}", report.render());
+    }
+
+    #[test]
+    fn the_native_backend_on_a_loopback_address_is_warned_about() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("ZONE_PROGRAM_SDK__BACKEND", "native".into()),
+                ("ZONE_PROGRAM_SDK__NATIVE__LIBRARY", "/x.so".into()),
+            ]),
+        )
+        .unwrap();
+        let mut report = Report::default();
+        check_sdk(&config, &mut report);
+        let warned = report.checks.iter().find(|c| c.what == "listen address").map(|c| &c.outcome);
+        let ok = matches!(warned, Some(Outcome::Warn(note)) if note.contains("127.0.0.1:8080") && note.contains("0.0.0.0:8080"));
+        assert!(ok, "{}", report.render());
     }
 
     #[test]

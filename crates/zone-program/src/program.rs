@@ -62,9 +62,15 @@ impl Program {
     /// Adds the stock abilities (`invoke_<api>` for every catalogued SDK API, `get_callback_data`,
     /// `chat_digest`, `keyword_report`, `customer_profile`, `reply_suggestions`) and the stock event
     /// handler for every documented event type and for any other type (store the event with its
-    /// follow-up, notify the app: the README's scene table).
+    /// follow-up, notify the app: the README's scene table). The program's own APIs
+    /// ([`abilities::catalog::PROGRAM_APIS`]) are offered only when `abilities.expose_program_apis`
+    /// names them.
     pub fn with_stock_parts(mut self) -> Self {
         for api in abilities::catalog::SDK_APIS {
+            let own = abilities::catalog::PROGRAM_APIS.contains(&api.name);
+            if own && !self.config.abilities.expose_program_apis.iter().any(|name| name == api.name) {
+                continue;
+            }
             self = self.raw_ability(abilities::invoke::Invoke::new(api));
         }
         self = self
@@ -194,7 +200,10 @@ mod tests {
         let program = Program::stock(Config::default()).ability(Mine("risk_alert")).ability(Mine("chat_digest"));
         let program = program.event_handler("hit_keyword", Quiet);
         let (_, registry, events) = program.into_parts();
-        assert_eq!(registry.ids().count(), abilities::catalog::SDK_APIS.len() + 7);
+        assert_eq!(
+            registry.ids().count(),
+            abilities::catalog::SDK_APIS.len() + 7 - abilities::catalog::PROGRAM_APIS.len()
+        );
         assert_eq!(registry.get("chat_digest").unwrap().info().description, "mine", "a later ability replaces");
         assert!(registry.get("risk_alert").is_ok() && registry.get("keyword_report").is_ok());
         for kind in EventType::ALL {
@@ -202,5 +211,22 @@ mod tests {
         }
         assert!(events.handler("some_future_event").is_some(), "the stock fallback");
         assert_eq!(events.len(), EventType::ALL.len() - 1);
+    }
+
+    /// Review finding 7: an app set its own async result through `invoke_program_async_job_call_back`
+    /// and sent notifications through `invoke_spec_notify_app`.
+    #[test]
+    fn the_programs_own_apis_are_abilities_only_when_listed() {
+        use crate::error::ErrorCode;
+        let (_, registry, _) = Program::stock(Config::default()).into_parts();
+        for api in abilities::catalog::PROGRAM_APIS {
+            let refused = registry.get(&format!("invoke_{api}")).err().map(|e| e.code());
+            assert_eq!(refused, Some(ErrorCode::UnknownAbility), "{api}");
+        }
+        let mut config = Config::default();
+        config.abilities.expose_program_apis = vec!["spec_notify_app".to_owned()];
+        let (_, registry, _) = Program::stock(config).into_parts();
+        assert!(registry.get("invoke_spec_notify_app").is_ok());
+        assert!(registry.get("invoke_program_async_job_call_back").is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use zone_local::config::AbilityProtocol;
-use zone_program::abilities::catalog::SDK_APIS;
+use zone_program::abilities::catalog::{PROGRAM_APIS, SDK_APIS};
 use zone_program::config::OutputEnvelope;
 use zone_program::sdk::CallContext;
 use zone_testkit::DevConfig;
@@ -80,7 +80,11 @@ async fn invoke(env: &TestEnv, api: &str, request: Value) -> Value {
 
 #[tokio::test]
 async fn every_invoke_ability_passes_its_sdk_response_through_within_the_published_protocols() {
-    let env = spawn_declared(|_| {}).await;
+    // The program's own APIs are abilities only when listed (README "Reliability and security").
+    let env = spawn_declared(|c| {
+        c.program.abilities.expose_program_apis = PROGRAM_APIS.iter().map(|s| s.to_string()).collect();
+    })
+    .await;
     let w = env.world().await;
     let c = &w["customers"];
     let internal = chat(&w, "产品讨论组")["chatid"].clone();
@@ -236,7 +240,8 @@ async fn list_abilities_describes_every_ability_with_parsable_protocols() {
     let listed = response_data(&env.app_call("list_abilities", "{}", None).await);
     assert_eq!(listed["output_envelope"], "bare");
     let abilities = listed["abilities"].as_array().unwrap();
-    assert_eq!(abilities.len(), SDK_APIS.len() + 6);
+    // The program's own APIs are not offered unless abilities.expose_program_apis lists them.
+    assert_eq!(abilities.len(), SDK_APIS.len() - PROGRAM_APIS.len() + 6);
     for a in abilities {
         for key in ["input_protocol", "output_protocol"] {
             let proto: Value = serde_json::from_str(a[key].as_str().unwrap()).unwrap();

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use zone_app::AppClient;
 use zone_app::config::AppConfig;
-use zone_app::listen::{self, Fetch, Listener};
+use zone_app::listen::{self, Fetch, Listener, ReceiverSettings};
 use zone_app::notify::CallbackKeys;
 use zone_crypto::cipher::{CallbackCipher, EncodingAesKey, signature, xml};
 use zone_program::config::{KeyringConfig, KeyringEntry};
@@ -258,7 +258,9 @@ async fn debug_mode_commands_send_their_requests_and_report_that_the_local_zone_
 #[tokio::test]
 async fn the_receiver_gets_a_real_program_notify_from_the_zone_and_fetches_its_data_at_once() {
     let keys = CallbackKeys::new("LocalAppToken", "LocalAppDemoKey0123456789abcdefghijklmnopqr", vec![CORP.into()]);
-    let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap()).await.unwrap();
+    let settings = ReceiverSettings::from_config(&AppConfig::default().callback, None);
+    let mut listener =
+        Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
     let url = listener.url();
     let env = TestEnv::spawn_with(|c| c.local_zone.app_callback_url = Some(url)).await;
     let app = AppConfig { base_url: env.zone_url(), ..AppConfig::default() };
@@ -299,7 +301,8 @@ fn spawn_listen(cli: &Cli) -> (Child, Lines) {
 fn sealed(msg: &str, nonce: &str) -> (String, [(&'static str, String); 3]) {
     let cipher = CallbackCipher::new(EncodingAesKey::parse("LocalAppDemoKey0123456789abcdefghijklmnopqr").unwrap());
     let encrypt = cipher.encrypt(msg.as_bytes(), CORP.as_bytes(), &mut rand::thread_rng());
-    let timestamp = "1700000000".to_owned();
+    // Now: the receiver refuses a timestamp outside ±app.callback.replay_window_secs.
+    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
     let sig = signature(&SecretString::from("LocalAppToken"), &timestamp, nonce, &encrypt);
     (encrypt, [("msg_signature", sig), ("timestamp", timestamp), ("nonce", nonce.to_owned())])
 }

@@ -51,13 +51,15 @@ fn the_start_script_under_an_empty_environment_refuses_a_broken_config_and_says_
     assert!(!home.path().join("data").exists(), "nothing ran past the failed preflight");
 }
 
+/// Review finding 3: the zone's start check only warned about the local backend, whose default keys
+/// are public. (Serving from the install directory is shown by the native layout test below.)
 #[test]
-fn the_start_script_under_an_empty_environment_serves_from_its_own_directory() {
+fn the_start_script_refuses_the_local_backend() {
     let home = install("[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/store.sqlite\"\n");
-    let (preflight, health) = serve_once(home.path());
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(preflight.contains("preflight passed"), "{preflight}");
-    assert!(home.path().join("data").is_dir(), "relative paths resolve in the install directory");
+    let out = start_script(home.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  sdk: local backend") && stdout.contains("sdk.backend = \"native\""), "{stdout}");
 }
 
 /// The native layout of the image, built as the Dockerfile builds it: the shim compiled by
@@ -89,7 +91,9 @@ fn the_start_script_serves_the_native_backend_laid_out_as_in_the_image() {
 
     let (preflight, health) = serve_once(home.path());
     assert!(preflight.contains("ok    sdk: lib/libzone_shim.so loads"), "{preflight}");
+    assert!(preflight.contains("preflight passed"), "{preflight}");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(home.path().join("data").is_dir(), "relative paths resolve in the install directory");
 
     std::fs::remove_file(lib.join("libWeWorkSpecSDK.so")).unwrap();
     let out = start_script(home.path()).output().unwrap();

@@ -29,4 +29,5 @@ mod child;
 mod crash;
 mod faults;
 mod forgery;
+mod hostile;
 mod secrets;

@@ -20,7 +20,7 @@ use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
 
 use crate::cipher::{self as crypto, CallbackCipher, CryptoError};
-use replay::ReplayCache;
+pub use replay::ReplayCache;
 
 /// Header carrying the unix time of sealing.
 pub const H_TIMESTAMP: &str = "ww-timestamp";
@@ -162,7 +162,14 @@ pub struct LocalCodec {
     keys: BTreeMap<u32, CallbackCipher>,
     window: i64,
     clock: Arc<dyn Clock>,
-    seen: Mutex<ReplayCache>,
+    seen: Mutex<Seen>,
+    not_before: i64,
+}
+
+/// The replay cache, and what of it outlives the process.
+struct Seen {
+    cache: ReplayCache,
+    log: Option<Arc<dyn AcceptLog>>,
 }
 
 impl LocalCodec {
@@ -179,8 +186,27 @@ impl LocalCodec {
             keys: settings.keys,
             window: settings.window_secs,
             clock,
-            seen: Mutex::new(ReplayCache::new(settings.nonce_capacity)),
+            seen: Mutex::new(Seen { cache: ReplayCache::new(settings.nonce_capacity), log: None }),
+            not_before: i64::MIN,
         }
+    }
+
+    /// Makes the replay protection outlive the process: `log` is told of every accepted message,
+    /// and what a previous run's log kept comes back here as `newest` (the latest timestamp it
+    /// accepted) and `nonces` (those accepted with that timestamp). Every message older than
+    /// `newest` is then refused as stale and those nonces as replayed, so no message a previous run
+    /// accepted opens again. The cost: a message sealed before the newest one a previous run
+    /// accepted (a peer whose clock lags, or a delivery delayed across the restart) is refused.
+    #[must_use]
+    pub fn remembering(mut self, newest: i64, nonces: Vec<Nonce>, log: Arc<dyn AcceptLog>) -> Self {
+        let now = self.clock.now();
+        let seen = self.seen.get_mut().unwrap_or_else(|p| p.into_inner());
+        for nonce in &nonces {
+            let _ = seen.cache.insert(nonce, now, newest.saturating_add(self.window));
+        }
+        seen.log = Some(log);
+        self.not_before = newest;
+        self
     }
 
     /// Seals `message` for `receive_id` with the newest key, a fresh nonce and the current time.
@@ -236,7 +262,7 @@ impl LocalCodec {
         let ts: i64 = parse_decimal(ts_raw).ok_or(CodecError::MalformedHeader(H_TIMESTAMP))?;
         let ver: u32 = parse_decimal(ver_raw).ok_or(CodecError::MalformedHeader(H_SECRET_VER))?;
         let now = self.clock.now();
-        if (now - ts).abs() > self.window {
+        if !within_window(now, ts, self.window) || ts < self.not_before {
             return Err(CodecError::Stale);
         }
         let cipher = self.keys.get(&ver).ok_or(CodecError::UnknownKeyVersion)?;
@@ -244,7 +270,12 @@ impl LocalCodec {
         crypto::verify_signature_bytes(&self.token, ts_raw, nonce.as_str(), body.encrypt(), signature)?;
         // Only a correctly signed message may occupy the replay cache. Its nonce is needed for as
         // long as the message passes the timestamp check: until ts + window.
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(&nonce, now, ts.saturating_add(self.window))?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.cache.insert(&nonce, now, ts.saturating_add(self.window))?;
+        if let Some(log) = &seen.log {
+            log.accepted(ts, &nonce);
+        }
+        drop(seen);
         let opened = match body {
             Body::Decoded { ciphertext, .. } => cipher.decrypt_decoded(ciphertext)?,
             Body::Text(encrypt) => cipher.decrypt(&encrypt)?,
@@ -252,6 +283,18 @@ impl LocalCodec {
         let receive_id = String::from_utf8(opened.receive_id).map_err(|_| CryptoError::ValidateReceiveId)?;
         Ok(Opened { message: opened.msg, receive_id, key_ver: ver })
     }
+}
+
+/// Told of every message a codec accepts, in order, under its replay lock: what a store keeps to
+/// resume the replay protection after a restart ([`LocalCodec::remembering`]).
+pub trait AcceptLog: Send + Sync {
+    /// A message with `timestamp` and `nonce` was accepted.
+    fn accepted(&self, timestamp: i64, nonce: &Nonce);
+}
+
+/// `|now − ts| ≤ window`, without overflow for any pair of timestamps.
+pub fn within_window(now: i64, ts: i64, window: i64) -> bool {
+    now.checked_sub(ts).is_some_and(|skew| skew.unsigned_abs() <= window.unsigned_abs())
 }
 
 /// What a sealed body starts with, up to the first character of `encrypt`.
@@ -391,6 +434,68 @@ mod tests {
         assert!(b.open(&swapped_ver.headers, &swapped_ver.body).is_err());
     }
 
+    /// Review finding 5: `(now - ts).abs()` wrapped, so `now − 2^63` passed the window (and the
+    /// nonce was forgotten at once); `i64::MIN` panicked in a debug build.
+    #[test]
+    fn extreme_timestamps_are_stale_and_never_panic() {
+        let (a, b, clock) = pair(16);
+        let now = clock.now();
+        for ts in [now.wrapping_sub(i64::MIN), i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, now - 301, now + 301] {
+            let sealed = a.seal_at(2, b"m", "c", ts, &Nonce::random()).unwrap();
+            assert_eq!(b.open(&sealed.headers, &sealed.body), Err(CodecError::Stale), "ts {ts}");
+            assert_eq!(b.open(&sealed.headers, &sealed.body), Err(CodecError::Stale), "ts {ts}, again");
+        }
+    }
+
+    /// Review finding 6: the replay cache lived in memory, so a message accepted before a restart
+    /// opened again after it.
+    #[test]
+    fn no_message_accepted_before_a_restart_opens_after_it() {
+        /// What a durable log keeps: the newest timestamp and its nonces.
+        #[derive(Default)]
+        struct Kept(Mutex<(i64, Vec<Nonce>)>);
+        impl AcceptLog for Kept {
+            fn accepted(&self, ts: i64, nonce: &Nonce) {
+                let mut kept = self.0.lock().unwrap();
+                if ts > kept.0 {
+                    *kept = (ts, Vec::new());
+                }
+                if ts == kept.0 {
+                    kept.1.push(nonce.clone());
+                }
+            }
+        }
+        let restart = |log: &Arc<Kept>, clock: &Arc<FixedClock>| {
+            let (newest, nonces) = log.0.lock().unwrap().clone();
+            LocalCodec::with_clock(settings(16), clock.clone()).remembering(newest, nonces, log.clone())
+        };
+        let log = Arc::new(Kept::default());
+        let (a, _, clock) = pair(16);
+        let before = restart(&log, &clock);
+        let now = clock.now();
+        let older = a.seal_at(2, b"m", "c", now - 5, &Nonce::random()).unwrap();
+        let newest = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
+        let newest_too = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
+        for sealed in [&newest, &older, &newest_too] {
+            before.open(&sealed.headers, &sealed.body).unwrap();
+        }
+        drop(before);
+        clock.0.fetch_add(2, Ordering::SeqCst);
+        let after = restart(&log, &clock);
+        assert_eq!(after.open(&older.headers, &older.body), Err(CodecError::Stale));
+        assert_eq!(after.open(&newest.headers, &newest.body), Err(CodecError::Replayed));
+        assert_eq!(after.open(&newest_too.headers, &newest_too.body), Err(CodecError::Replayed));
+        let same_second = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
+        assert!(after.open(&same_second.headers, &same_second.body).is_ok(), "a new nonce of that second opens");
+        let fresh = a.seal(b"m", "c");
+        assert!(after.open(&fresh.headers, &fresh.body).is_ok());
+        drop(after);
+        let again = restart(&log, &clock);
+        for sealed in [&fresh, &newest, &same_second] {
+            assert!(again.open(&sealed.headers, &sealed.body).is_err());
+        }
+    }
+
     #[test]
     fn a_forged_message_does_not_burn_the_nonce_of_a_real_one() {
         let (a, b, clock) = pair(16);
@@ -437,6 +542,12 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)))]
+
+        #[test]
+        fn the_window_check_is_exact_for_any_pair_of_timestamps(now in any::<i64>(), ts in any::<i64>(), window in 0i64..=86_400) {
+            let exact = (i128::from(now) - i128::from(ts)).abs() <= i128::from(window);
+            prop_assert_eq!(within_window(now, ts, window), exact);
+        }
 
         #[test]
         fn nonce_parse_accepts_exactly_short_alphanumerics(s in ".{0,40}") {

@@ -26,8 +26,9 @@ const CHUNK: usize = 512;
 /// A set that is at most a quarter full and larger than this many entries is shrunk.
 const SHRINK_ABOVE: usize = 1024;
 
-/// Fingerprints of live nonces, forgotten by the second.
-pub(super) struct ReplayCache {
+/// Fingerprints of live nonces (or other keys), forgotten by the second: the replay cache of one
+/// codec end, or of the app's callback receiver.
+pub struct ReplayCache {
     capacity: usize,
     key: RandomState,
     live: HashSet<u64, BuildHasherDefault<Prehashed>>,
@@ -37,14 +38,19 @@ pub(super) struct ReplayCache {
 
 impl ReplayCache {
     /// An empty cache of at most `capacity` live nonces; it allocates only as nonces arrive.
-    pub(super) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self { capacity, key: RandomState::new(), live: HashSet::default(), by_expiry: BTreeMap::new() }
     }
 
     /// Remembers `nonce` until second `keep_until` (inclusive), first forgetting every nonce whose
     /// last second is before `now`. Refuses a live nonce, and any nonce when full of live ones.
-    pub(super) fn insert(&mut self, nonce: &Nonce, now: i64, keep_until: i64) -> Result<(), CodecError> {
-        self.insert_fingerprint(self.key.hash_one(nonce.as_str()), now, keep_until)
+    pub fn insert(&mut self, nonce: &Nonce, now: i64, keep_until: i64) -> Result<(), CodecError> {
+        self.insert_key(nonce.as_str(), now, keep_until)
+    }
+
+    /// [`ReplayCache::insert`] for any key (e.g. the signature of an app-side callback).
+    pub fn insert_key(&mut self, key: &str, now: i64, keep_until: i64) -> Result<(), CodecError> {
+        self.insert_fingerprint(self.key.hash_one(key), now, keep_until)
     }
 
     fn insert_fingerprint(&mut self, fingerprint: u64, now: i64, keep_until: i64) -> Result<(), CodecError> {

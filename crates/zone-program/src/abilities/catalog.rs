@@ -275,6 +275,11 @@ mod listings {
 /// A message item of a listing, as documented (sdk-data-apis.md §3.1).
 pub const MESSAGE_ITEM_EXAMPLE: &str = MSG_ITEM;
 
+/// The APIs through which the program acts on its own behalf (it reports an async job's result, it
+/// notifies the app): an app calling them as `invoke_<api>` could forge a result or a notification,
+/// so they are offered as abilities only when `abilities.expose_program_apis` lists them.
+pub const PROGRAM_APIS: &[&str] = &["program_async_job_call_back", "spec_notify_app"];
+
 /// The API called `name`, if it is whitelisted.
 pub fn find(name: &str) -> Option<&'static SdkApi> {
     SDK_APIS.iter().find(|a| a.name == name)

@@ -262,27 +262,6 @@ mod tests {
     }
 
     #[test]
-    fn every_sdk_api_has_an_invoke_ability_and_the_others_are_registered() {
-        let r = Registry::new(1024, OutputEnvelope::Bare);
-        for api in catalog::SDK_APIS {
-            assert!(r.get(&format!("invoke_{}", api.name)).is_ok(), "{}", api.name);
-        }
-        for id in [
-            "get_callback_data",
-            "list_abilities",
-            "chat_digest",
-            "keyword_report",
-            "customer_profile",
-            "reply_suggestions",
-        ] {
-            assert!(r.get(id).is_ok(), "{id}");
-        }
-        assert_eq!(r.ids().count(), catalog::SDK_APIS.len() + 6);
-        assert_eq!(r.get("invoke_").err().map(|e| e.code()), Some(ErrorCode::UnknownAbility));
-        assert_eq!(r.get("invoke").err().map(|e| e.code()), Some(ErrorCode::UnknownAbility));
-    }
-
-    #[test]
     fn an_error_reply_carries_its_code_inside_the_envelope() {
         let r = Registry::new(1024, OutputEnvelope::Output);
         let (code, text) = r.reply(Err(AppError::Code(ErrorCode::StoreFull)));

@@ -42,8 +42,8 @@ pub(super) async fn handle(
     };
     // For the request's closing log line (`http::log`), not recorded into the span as it runs.
     let facts = RequestFacts {
-        corp_id: callback.corp_id.clone(),
-        ability_id: callback.ability_id.clone(),
+        corp_id: bounded(&callback.corp_id).to_owned(),
+        ability_id: bounded(&callback.ability_id).to_owned(),
         call_type: i64::from(callback.call_type),
     };
     let output = crate::dispatch::handle(&state, callback).await;
@@ -99,6 +99,37 @@ fn reply_response(reply: Reply) -> Response {
     res
 }
 
+/// Longest prefix of an id that goes into a log line.
+const LOGGED_ID_BYTES: usize = 64;
+
+/// `id` cut to [`LOGGED_ID_BYTES`] (at a character boundary): a caller chooses these ids, and a
+/// 100 KB one must not become a 100 KB log line.
+fn bounded(id: &str) -> &str {
+    if id.len() <= LOGGED_ID_BYTES {
+        return id;
+    }
+    let mut end = LOGGED_ID_BYTES;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
 fn rejected() -> Response {
     (StatusCode::FORBIDDEN, [("content-type", "application/json")], r#"{"error":"rejected"}"#).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding 8: a 100 KB `ability_id` was logged whole.
+    #[test]
+    fn logged_ids_are_cut_to_a_short_prefix_at_a_character_boundary() {
+        assert_eq!(bounded("invoke_sync_msg"), "invoke_sync_msg");
+        assert_eq!(bounded(&"a".repeat(100_000)).len(), LOGGED_ID_BYTES);
+        let wide = "é".repeat(100);
+        let cut = bounded(&wide);
+        assert!(cut.len() <= LOGGED_ID_BYTES && cut.len() >= LOGGED_ID_BYTES - 1 && wide.starts_with(cut));
+    }
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
@@ -33,7 +34,11 @@ pub const DECODE_BAD_MESSAGE: i32 = -41010;
 
 /// The local codec backend.
 pub struct LocalSdk {
+    /// Opens the callbacks and seals their replies; refuses messages sealed before this start.
     codec: Arc<LocalCodec>,
+    /// Seals the SDK requests and opens their replies, with a replay cache of its own (sharing one
+    /// would let the SDK replies take half of the callbacks' capacity).
+    sdk_codec: LocalCodec,
     http: ZoneHttp,
     max_response_bytes: usize,
 }
@@ -62,9 +67,20 @@ impl LocalSdk {
         let url = format!("{}/sdk/invoke", config.local.zone_url.trim_end_matches('/'));
         Ok(Self {
             codec: Arc::new(codec_from_config(config)?),
+            sdk_codec: codec_from_config(config)?,
             http: ZoneHttp::new(&url, config.pool_size)?,
             max_response_bytes: config.max_response_bytes,
         })
+    }
+
+    /// Like [`LocalSdk::new`], with the callbacks' replay protection kept in `replay_file`, so that
+    /// no callback accepted before a restart is accepted after it ([`LocalCodec::remembering`]).
+    pub fn with_replay_file(config: &SdkConfig, replay_file: &std::path::Path) -> anyhow::Result<Self> {
+        let mut sdk = Self::new(config)?;
+        let (log, newest, nonces) = super::replay_file::ReplayFile::open(replay_file)
+            .with_context(|| format!("opening the replay state {}", replay_file.display()))?;
+        sdk.codec = Arc::new(codec_from_config(config)?.remembering(newest, nonces, Arc::new(log)));
+        Ok(sdk)
     }
 
     async fn post(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {
@@ -79,7 +95,7 @@ impl LocalSdk {
         // The request may carry message secret keys (model APIs): wiped once sealed.
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&message).expect("strings serialise"));
         zeroize::Zeroize::zeroize(&mut message.request);
-        let sealed = self.codec.seal(&plain, &ctx.corp_id);
+        let sealed = self.sdk_codec.seal(&plain, &ctx.corp_id);
         let mut request_headers = sealed.headers;
         request_headers.push(("content-type".to_owned(), "application/json".to_owned()));
         let failed = || SdkError::Invoke { api: api.to_owned(), ret: RET_INVOKE_FAILED };
@@ -96,7 +112,7 @@ impl LocalSdk {
         if ret != 0 {
             return Err(SdkError::Invoke { api: api.to_owned(), ret });
         }
-        let opened = self.codec.open(&headers, &body).map_err(|_| SdkError::BadResponse)?;
+        let opened = self.sdk_codec.open(&headers, &body).map_err(|_| SdkError::BadResponse)?;
         if opened.receive_id != ctx.corp_id {
             return Err(SdkError::BadResponse);
         }

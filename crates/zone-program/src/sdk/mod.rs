@@ -8,6 +8,8 @@ pub mod local;
 pub mod native;
 pub mod native_log;
 pub mod pool;
+/// The local backend's replay protection kept in a file across restarts.
+pub mod replay_file;
 pub mod zone_http;
 
 use std::sync::Arc;
@@ -204,7 +206,12 @@ pub fn require_ok(api: &str, response: &str) -> Result<serde_json::Value, SdkErr
     if !v.is_object() {
         return Err(SdkError::BadResponse);
     }
-    match v.get("errcode").and_then(serde_json::Value::as_i64).unwrap_or(0) {
+    // An absent errcode is success; one that is not an integer is not a documented response.
+    let errcode = match v.get("errcode") {
+        None => 0,
+        Some(code) => code.as_i64().ok_or(SdkError::BadResponse)?,
+    };
+    match errcode {
         0 => Ok(v),
         errcode => Err(SdkError::Errcode { api: api.to_owned(), errcode }),
     }
@@ -216,7 +223,8 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<dyn ZoneSdk>> {
     let limiter = pool::InvokeLimiter::new(&config.sdk);
     match config.sdk.backend {
         SdkBackend::Local => {
-            let backend = local::LocalSdk::new(&config.sdk)?;
+            // Beside the store: `data/zone-program.sqlite` → `data/zone-program.replay`.
+            let backend = local::LocalSdk::with_replay_file(&config.sdk, &config.store.path.with_extension("replay"))?;
             Ok(Arc::new(pool::Bounded::new(backend, limiter)))
         }
         SdkBackend::Native => {
@@ -233,5 +241,21 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<dyn ZoneSdk>> {
             }
             Ok(Arc::new(backend))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding 8: `{"errcode":"x"}` read as success.
+    #[test]
+    fn require_ok_refuses_an_errcode_that_is_not_an_integer() {
+        for bad in [r#"{"errcode":"x"}"#, r#"{"errcode":"0"}"#, r#"{"errcode":1.5}"#, r#"{"errcode":null}"#] {
+            assert!(matches!(require_ok("a", bad), Err(SdkError::BadResponse)), "{bad}");
+        }
+        assert!(require_ok("a", r#"{"errcode":0}"#).is_ok());
+        assert!(require_ok("a", r#"{"x":1}"#).is_ok());
+        assert!(matches!(require_ok("a", r#"{"errcode":7}"#), Err(SdkError::Errcode { errcode: 7, .. })));
     }
 }

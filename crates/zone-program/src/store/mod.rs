@@ -54,6 +54,45 @@ pub enum StoreError {
     /// The store thread is gone.
     #[error("store closed")]
     Closed,
+    /// The store's file or directory cannot be created, or others may read it.
+    #[error("{0}")]
+    Access(String),
+}
+
+/// Creates the store's directory (mode 0700) and file (mode 0600) if missing; refuses a file, WAL or
+/// shared-memory file that group or others may read or write (SQLite gives the WAL the mode of the
+/// database file).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| StoreError::Access(format!("cannot create the store directory {}: {e}", dir.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| StoreError::Access(format!("cannot open {shown}: {e}")))?;
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::Access(format!(
+                "{} is readable or writable by group or others (mode {mode:04o}); it may hold secrets: chmod 600 {}",
+                file.display(),
+                file.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The caps and lifetimes the store enforces.
@@ -114,10 +153,11 @@ impl Store {
 
     /// Opens `path` with explicit limits and clock (tests use a [`ManualClock`]).
     pub fn open_with(path: &Path, limits: Limits, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|_| StoreError::Corrupt("cannot create the store directory"))?;
-        }
+        create_private(path)?;
         let mut conn = Connection::open(path)?;
+        // Deleted content (a finished job's payload with message secret keys, taken notify data) is
+        // overwritten in the file, not left in free pages; the purge checkpoints the WAL.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -186,6 +226,8 @@ impl Store {
                 params![MAX_HISTORY_ROWS],
             )?;
             tx.commit()?;
+            // Old page images (with what was just cleared or deleted) leave the WAL.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(Purged { expired, deleted })
         })
         .await

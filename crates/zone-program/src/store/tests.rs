@@ -256,3 +256,45 @@ async fn a_failed_notify_store_leaves_the_job_progress_and_cursor_untouched() {
     assert!(matches!(r, Err(StoreError::Full)));
     assert_eq!(f.store.fingerprint().await.unwrap(), before);
 }
+
+/// Review finding 4: the store was created 0644 in a 0755 directory.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_store_is_private_to_its_user_and_a_readable_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("s.sqlite");
+    let store = Store::open_with(&path, limits(), Arc::new(ManualClock::new(T0))).unwrap();
+    store.enqueue_job(new_job(None), 10).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&path.with_file_name("s.sqlite-wal")), 0o600);
+    drop(store);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Store::open_with(&path, limits(), Arc::new(ManualClock::new(T0))).unwrap_err();
+    assert!(err.to_string().contains("mode 0644") && err.to_string().contains("chmod 600"), "{err}");
+}
+
+/// Review finding 4: an app-supplied secret key was still in the WAL after its job finished.
+#[tokio::test]
+async fn a_finished_jobs_secret_is_gone_from_the_files_after_the_purge() {
+    let f = fixture();
+    const SECRET: &str = "SeCrEtKeY-0123456789-do-not-keep";
+    let mut job = new_job(None);
+    job.payload = format!(r#"{{"msg_list":[{{"secret_key":"{SECRET}"}}]}}"#);
+    let Enqueued::New(id) = f.store.enqueue_job(job, 10).await.unwrap() else { panic!("not new") };
+    f.store.claim_job().await.unwrap().unwrap();
+    f.store.job_to_report(id, 0, "{}".into(), false).await.unwrap();
+    f.store.finish_job(id, Phase::Done).await.unwrap();
+    f.store.purge().await.unwrap();
+    for suffix in ["", "-wal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", f.path.display()));
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is still in {}",
+            file.display()
+        );
+    }
+}
