@@ -260,9 +260,9 @@ cp -p "$work/programd.aside" "$mini/$z/bin/zone-programd"
 rm -f "$mini/bin" && mkdir "$mini/bin"
 broken "no /bin/sh" "lacks /bin/sh"
 rmdir "$mini/bin" && ln -s usr/bin "$mini/bin"
-mkdir -p "$work/wrapped" && mv "$mini" "$work/wrapped/rootfs" && mkdir "$mini"
+mv "$mini" "$work/inner" && mkdir "$mini" && mv "$work/inner" "$mini/rootfs"
 broken "the tree in a folder" "the tree sits in a folder (rootfs/)"
-rmdir "$mini" && mv "$work/wrapped/rootfs" "$mini"
+mv "$mini/rootfs" "$work/inner" && rmdir "$mini" && mv "$work/inner" "$mini"
 tar -C "$mini" -cf "$work/variant.tar" .
 scripts/check-image-tar.sh "$work/variant.tar" >/dev/null || die "the layout checker refused the restored layout"
 tar -P -cf "$work/variant.tar" "$mini" 2>/dev/null
@@ -270,7 +270,7 @@ out="$(scripts/check-image-tar.sh "$work/variant.tar" 2>&1)" && die "the layout 
 grep -qF "absolute member name" <<<"$out" || die "absolute member names refused without saying so: $out"
 echo "  refused: absolute member names"
 checked=$((checked + 1))
-rm -rf "$mini" "$work/wrapped" "$work/variant.tar" "$work/programd.aside"
+rm -rf "$mini" "$work/variant.tar" "$work/programd.aside"
 
 # ---- 6. start in a chroot under env -i, and the loop from the host ----
 phase "start in chroot (env -i) + the loop from the host"
@@ -310,7 +310,9 @@ until_ok 30 "the local zone answers" curl -sf "http://127.0.0.1:$zport/local/wor
 
 # start_in_chroot: the zone's start, exactly: no environment, the form's command and argument.
 start_in_chroot() { env -i "$chroot_bin" "$rootfs" /bin/sh /opt/zone-program/bin/start.sh; }
-start_in_chroot >"$work/program.out" 2>"$work/program.err" &
+# Started without a function or subshell in between: $! is the program itself (env, chroot, sh and
+# start.sh each exec the next).
+env -i "$chroot_bin" "$rootfs" /bin/sh /opt/zone-program/bin/start.sh >"$work/program.out" 2>"$work/program.err" &
 program_pid=$!
 pids+=("$program_pid")
 program_up() {
@@ -320,7 +322,7 @@ program_up() {
 until_ok 30 "the program in the chroot answers /healthz" program_up
 grep -q "preflight passed" "$work/program.out" || die "no 'preflight passed' in the start's output"
 
-app listen --fetch --count 1 >"$work/listen.out" 2>"$work/listen.err" &
+"$cli" --config "$work/zone.toml" app listen --fetch --count 1 >"$work/listen.out" 2>"$work/listen.err" &
 listen_pid=$!
 pids+=("$listen_pid")
 until_ok 30 "the app receiver listens" curl -s -o /dev/null "http://127.0.0.1:$aport/callback"
@@ -337,7 +339,7 @@ jobid="$(json "$work/async.json" 'd["jobid"]')"
 app result "$jobid" --wait 30 >"$work/result.json" || die "async result failed: $(cat "$work/result.json")"
 [[ "$(json "$work/result.json" 'd["status"]')" == done && "$(json "$work/result.json" 'd["response_errcode"]')" == 0 ]] ||
   die "async call: unexpected result $(cat "$work/result.json")"
-[[ "$(json "$work/result.json" 'len(json.loads(d["response_data"])["msg_list"])')" == 1 ]] ||
+[[ "$(json "$work/result.json" 'len(d["response_data"]["msg_list"])')" == 1 ]] ||
   die "async call: the report is not the job's output: $(cat "$work/result.json")"
 echo "  async call invoke_sync_msg: job $jobid reported, errcode 0"
 
