@@ -13,7 +13,7 @@
 #     file in it 0600), data/ (0700); all of it owned by root
 #   - the system libraries the program and the SDK load: libstdc++.so.6, libcrypto.so.3
 #   - the binary carries no emulator, benchmark or app-side code (the developer CLI is not the image's
-#     binary): none of their crate paths appears in it
+#     binary): none of their crate paths or symbols appears in it
 # Exit codes: 0 the layout is right, 1 a problem was found, 2 usage.
 set -euo pipefail
 
@@ -32,28 +32,12 @@ done
 problems=0
 problem() { echo "check-image-tar: $tar_file: $*" >&2; problems=$((problems + 1)); }
 
-# "-rwxr-x---" -> 750 (set-id and sticky bits are reported as their own problem where they matter).
-octal() {
-  local p="$1" n=0 i c
-  for i in 1 2 3 4 5 6 7 8 9; do
-    c="${p:i:1}"
-    n=$((n * 2))
-    [[ "$c" != "-" && "$c" != "S" && "$c" != "T" ]] && n=$((n + 1))
-  done
-  printf '%03o' "$n"
-}
-
-# One pass over the listing: type, mode and owner of each member, by its name without "./".
+# One pass over the listing (awk: one process for thousands of members), then one line per member:
+# type, octal mode ("-rwxr-x---" -> 750), owner, name as stored, link target.
 declare -A type mode owner link stored
 count=0 absolute=0
 listing="$(tar --numeric-owner -tvPf "$tar_file" 2>&1)" || { problem "not a readable tar: ${listing##*$'\n'}"; exit 1; }
-while IFS= read -r line; do
-  read -r perms ids _size _date _time name <<<"$line"
-  target=""
-  case "${perms:0:1}" in
-    l) target="${name#* -> }"; name="${name%% -> *}" ;;
-    h) target="${name#* link to }"; name="${name%% link to *}" ;;
-  esac
+while IFS=$'\t' read -r t m ids name target; do
   if [[ "$name" == /* ]]; then
     absolute=$((absolute + 1))
     [[ $absolute -gt 1 ]] || problem "absolute member name $name (pack the tree with names relative to its root: tar -C ROOT -c .)"
@@ -66,12 +50,22 @@ while IFS= read -r line; do
   name="${name%/}"
   [[ -n "$name" && "$name" != "." ]] || continue
   stored[$name]="$raw"
-  type[$name]="${perms:0:1}"
-  mode[$name]="$(octal "$perms")"
+  type[$name]="$t"
+  mode[$name]="$m"
   owner[$name]="$ids"
   link[$name]="$target"
   count=$((count + 1))
-done <<<"$listing"
+done < <(awk '{
+  perms = $1; n = 0
+  for (i = 2; i <= 10; i++) { c = substr(perms, i, 1); n = n * 2 + (c != "-" && c != "S" && c != "T") }
+  line = $0
+  for (f = 1; f <= 5; f++) { sub(/^[ \t]*[^ \t]+[ \t]+/, "", line) }
+  name = line; target = ""
+  t = substr(perms, 1, 1)
+  if (t == "l") { k = index(name, " -> "); target = substr(name, k + 4); name = substr(name, 1, k - 1) }
+  else if (t == "h") { k = index(name, " link to "); target = substr(name, k + 9); name = substr(name, 1, k - 1) }
+  printf "%s\t%03o\t%s\t%s\t%s\n", t, n, $2, name, target
+}' <<<"$listing")
 [[ $absolute -le 1 ]] || problem "$absolute members in all have an absolute name"
 
 z=opt/zone-program
@@ -153,7 +147,7 @@ if [[ "${type[$z/bin/zone-programd]:-}" == "-" ]]; then
   # \x7fELF, 64-bit, little-endian ... e_machine (bytes 18-19) 0x3e00 = x86-64.
   [[ "${header:0:10}" == 7f454c4602 && "${header:36:4}" == 3e00 ]] ||
     problem "/$z/bin/zone-programd is not an x86-64 ELF executable (header ${header:0:40})"
-  markers='crates/zone-local/|zone_local::|src/local_zone/|crates/zone-bench/|zone_bench::|src/bench/|crates/zone-app/|zone_app::'
+  markers='crates/zone-local/|zone_local::|crates/zone-bench/|zone_bench::|crates/zone-app/|zone_app::|crates/zone-testkit/|zone_testkit::'
   found="$(grep -a -o -m1 -E "$markers" "$binary" | head -n 1 || true)"
   [[ -z "$found" ]] ||
     problem "/$z/bin/zone-programd carries emulator, bench or app code (\"$found\"): ship zone-programd, not the developer CLI"

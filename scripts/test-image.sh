@@ -152,9 +152,11 @@ apt_mirror() {
       }' "$f"
   done
 }
-base_tar="$cache/debian-bookworm-minbase.tar"
-if podman image exists "$base_image"; then
-  echo "test-image: $base_image is in Podman's store: reused"
+# Bump base_rev when the recipe below changes: an image or cached tar of another revision is remade.
+base_rev=2
+base_tar="$cache/debian-bookworm-minbase-r$base_rev.tar"
+if [[ "$(podman image inspect --format '{{index .Labels "zone-program.base-rev"}}' "$base_image" 2>/dev/null)" == "$base_rev" ]]; then
+  echo "test-image: $base_image (revision $base_rev) is in Podman's store: reused"
   base_how="reused from Podman's store"
 else
   if [[ ! -f "$base_tar" ]]; then
@@ -164,16 +166,32 @@ else
     rootfs="$work/base-rootfs"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
       { tail -n 20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
-    # What a slim image leaves out: downloaded packages, package lists, documentation.
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+    # As Debian's slim images: no downloaded packages, package lists or apt caches, now or after the
+    # image build's apt-get; no documentation, manuals or translations.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/* \
       "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
+    cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+EOF
+    cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+EOF
     tar -C "$rootfs" -cf "$base_tar.part" . && mv "$base_tar.part" "$base_tar"
     rm -rf "$rootfs"
     base_how="made with debootstrap, cached in ${base_tar#"$root"/}"
   else
     base_how="imported from ${base_tar#"$root"/}"
   fi
-  podman import "$base_tar" "$base_image" >/dev/null
+  podman import --change "LABEL zone-program.base-rev=$base_rev" "$base_tar" "$base_image" >/dev/null
 fi
 
 # ---- 3. the binaries, the stub SDK as a vendor archive, the deployment files ----
