@@ -63,7 +63,8 @@ fn the_start_script_under_an_empty_environment_serves_from_its_own_directory() {
 
 /// The native layout of the image, built as the Dockerfile builds it: the shim compiled by
 /// `native/build.sh --sdk-dir` against a vendor SDK (here the stub SDK's header and library stand in
-/// for it) into `lib/`, the vendor library beside it.
+/// for it, so the shim passes the stub its init options: the codec's demo token and key) into `lib/`,
+/// the vendor library beside it.
 #[test]
 fn the_start_script_serves_the_native_backend_laid_out_as_in_the_image() {
     if !crate::backend::native_available() {
@@ -72,10 +73,13 @@ fn the_start_script_serves_the_native_backend_laid_out_as_in_the_image() {
     let vendor = tempfile::tempdir().unwrap();
     std::fs::copy(repo().join("native/stub-sdk/cpp_sdk.h"), vendor.path().join("cpp_sdk.h")).unwrap();
     std::fs::copy(crate::backend::stub_sdk_path(), vendor.path().join("libWeWorkSpecSDK.so")).unwrap();
-    let home = install(
+    let defaults = zone_program::config::Config::load(None, Vec::new()).unwrap();
+    let options = crate::backend::stub_options(&defaults.sdk);
+    let home = install(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/store.sqlite\"\n\
-         [sdk]\nbackend = \"native\"\n[sdk.native]\nlibrary = \"lib/libzone_shim.so\"\nlog_to_sdk = false\n",
-    );
+         [sdk]\nbackend = \"native\"\n[sdk.native]\nlibrary = \"lib/libzone_shim.so\"\nlog_to_sdk = false\n\
+         init_options = \"{options}\"\n",
+    ));
     let lib = home.path().join("lib");
     let built = Command::new(repo().join("native/build.sh"))
         .arg("--sdk-dir")
@@ -165,8 +169,9 @@ fn strip_ansi(line: &str) -> String {
 
 /// A stand-in container engine: records every call in `engine.log`, lists the files of each
 /// `--build-context`, reports `platform` as the image platform, and exports a tar with the image
-/// layout (the real `zone-programd`, placeholders for the rest); with `FAKE_BROKEN` set, a broken one:
-/// keys/ readable by others and the developer CLI as the binary.
+/// layout (an x86-64 executable as `zone-programd`, placeholders for the rest; scripts/test-image.sh
+/// checks the real image); with `FAKE_BROKEN` set, a broken one: keys/ readable by others and a binary
+/// carrying the local zone's code (its crate path, as in the developer CLI).
 fn fake_engine(dir: &Path, platform: &str) -> PathBuf {
     let path = dir.join("fake-engine");
     let log = dir.join("engine.log");
@@ -187,19 +192,17 @@ case "$1" in
     z="$root/opt/zone-program"
     mkdir -p "$z/bin" "$z/lib" "$z/keys" "$z/data" "$root/usr/bin" "$root/usr/lib/x86_64-linux-gnu"
     ln -s usr/bin "$root/bin"
-    cp '{programd}' "$z/bin/zone-programd"
+    cp /bin/true "$z/bin/zone-programd"
     touch "$z/bin/start.sh" "$z/config.toml" "$root/usr/bin/sh" "$z/lib/libzone_shim.so" "$z/lib/libWeWorkSpecSDK.so" \
       "$root/usr/lib/x86_64-linux-gnu/libstdc++.so.6" "$root/usr/lib/x86_64-linux-gnu/libcrypto.so.3" "$z/keys/wwCORPID.1.pem"
     chmod 0644 "$z/config.toml"; chmod 0700 "$z/keys" "$z/data"; chmod 0600 "$z/keys/wwCORPID.1.pem"
-    if [ -n "${{FAKE_BROKEN:-}}" ]; then chmod 0755 "$z/keys"; cp '{cli}' "$z/bin/zone-programd"; fi
+    if [ -n "${{FAKE_BROKEN:-}}" ]; then chmod 0755 "$z/keys"; echo crates/zone-local/src/lib.rs >> "$z/bin/zone-programd"; fi
     tar --owner=0 --group=0 --numeric-owner -cf "$3" -C "$root" .
     rm -rf "$root" ;;
   *) echo "unexpected engine call: $*" >&2; exit 99 ;;
 esac
 "#,
         log = log.display(),
-        programd = image_binary().display(),
-        cli = env!("CARGO_BIN_EXE_zone-program"),
     );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -278,7 +281,7 @@ fn the_export_script_verifies_the_sdk_builds_for_amd64_exports_and_prints_the_fo
 #[test]
 fn the_export_script_builds_on_a_local_base_from_a_prebuilt_binary() {
     let e = Export::new("linux/amd64");
-    let binary = image_binary().display().to_string();
+    let binary = "/bin/true";
     let engine = e.engine.display().to_string();
     let (code, stdout, stderr) = e.run_with(
         &[
@@ -290,7 +293,7 @@ fn the_export_script_builds_on_a_local_base_from_a_prebuilt_binary() {
             "--isolation",
             "chroot",
             "--binary",
-            &binary,
+            binary,
         ],
         &[("CONTAINER_ENGINE", "no-such-engine-here")],
     );
