@@ -113,8 +113,8 @@ until_ok() {
 # port_free N: nothing accepts connections on 127.0.0.1:N.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
-  local p i
-  for i in $(seq 1 100); do
+  local p
+  for _ in $(seq 1 100); do
     p=$((20000 + RANDOM % 40000))
     port_free "$p" && { echo "$p"; return; }
   done
@@ -379,7 +379,7 @@ echo "  sync call invoke_sync_msg: errcode 0, 2 messages"
 app async invoke_sync_msg '{"limit":1}' >"$work/async.json" || die "async call failed: $(cat "$work/async.json")"
 jobid="$(json "$work/async.json" 'd["jobid"]')"
 app result "$jobid" --wait 30 >"$work/result.json" || die "async result failed: $(cat "$work/result.json")"
-[[ "$(json "$work/result.json" 'd["status"]')" == done && "$(json "$work/result.json" 'd["response_errcode"]')" == 0 ]] ||
+[[ "$(json "$work/result.json" 'd["status"]')" == "done" && "$(json "$work/result.json" 'd["response_errcode"]')" == 0 ]] ||
   die "async call: unexpected result $(cat "$work/result.json")"
 [[ "$(json "$work/result.json" 'len(d["response_data"]["msg_list"])')" == 1 ]] ||
   die "async call: the report is not the job's output: $(cat "$work/result.json")"
