@@ -1,15 +1,22 @@
 # The zone image of zone-program (x86_64, glibc, OpenSSL 3). Build and export it with
-# scripts/export-image.sh, which passes the two named contexts below; by hand (BuildKit):
+# scripts/export-image.sh, which passes the named contexts below; by hand (BuildKit):
 #
 #   docker build --platform linux/amd64 \
 #     --build-context deploy=deploy \
 #     --build-context vendor-sdk=/path/to/extracted/vendor-sdk \
 #     -t zone-program .
 #
-# Named contexts (both optional to the Dockerfile; an empty one is an empty directory):
+# Named contexts (each optional to the Dockerfile; an empty one is an empty directory):
 #   deploy      config.toml (required: the build stops without it) and keys/*.pem (optional)
 #   vendor-sdk  the vendor SDK: cpp_sdk.h and libWeWorkSpecSDK.so. Without it the image has no
 #               native backend and cannot serve in the zone (useful only to try the image locally).
+#   prebuilt    with --build-arg PROGRAM_FROM=prebuilt-out: the program built outside (on a bookworm
+#               host: same glibc), laid out as opt/zone-program/bin/zone-programd and
+#               opt/zone-program/lib/ (shim + vendor SDK). No Rust image is pulled then (CI, and
+#               hosts without a registry: scripts/export-image.sh --binary).
+#
+# Build arguments: RUST_IMAGE and RUNTIME_IMAGE (e.g. a locally imported Debian bookworm base),
+# PROGRAM_FROM (build-out: compile here, the default; prebuilt-out: take the prebuilt context).
 #
 # Layout in the image (the exported tar keeps no ENV, WORKDIR or ENTRYPOINT: start.sh sets all):
 #   /opt/zone-program/bin/zone-programd, bin/start.sh, lib/ (shim + vendor SDK), config.toml,
@@ -17,17 +24,20 @@
 
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
+ARG PROGRAM_FROM=build-out
 
 FROM scratch AS deploy
 FROM scratch AS vendor-sdk
+FROM scratch AS prebuilt
 
+# ---- The program compiled here (needs the Rust image) ----
 FROM --platform=linux/amd64 ${RUST_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The release binary (glibc; the vendor SDK does not run on musl).
+# The image's binary only (no emulator, no bench, no app side); glibc: the vendor SDK does not run on musl.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p zone-program --bin zone-programd \
@@ -43,10 +53,31 @@ RUN --mount=type=bind,from=vendor-sdk,target=/vendor-sdk \
     else \
       echo "no vendor SDK supplied: the image has no native backend (it cannot serve in the zone)"; \
     fi
+
+FROM scratch AS build-out
+COPY --from=build /stage/ /
+
+# ---- The program built outside (scripts/export-image.sh --binary) ----
+FROM scratch AS prebuilt-out
+COPY --from=prebuilt / /
+
+FROM ${PROGRAM_FROM} AS program
+
+# ---- The image ----
+FROM --platform=linux/amd64 ${RUNTIME_IMAGE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 libstdc++6 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=program / /
 # The provider's configuration and keys, the start script, the data directory.
+COPY scripts/start.sh /opt/zone-program/bin/start.sh
 RUN --mount=type=bind,from=deploy,target=/deploy \
     set -eu; \
-    z=/stage/opt/zone-program; \
+    z=/opt/zone-program; \
+    if [ ! -x "$z/bin/zone-programd" ]; then \
+      echo "no $z/bin/zone-programd: with PROGRAM_FROM=prebuilt-out the prebuilt context must hold opt/zone-program/bin/zone-programd" >&2; \
+      exit 1; \
+    fi; \
     if [ ! -f /deploy/config.toml ]; then \
       echo "no config.toml in the deploy context: pass --build-context deploy=DIR (see README, Deployment)" >&2; \
       exit 1; \
@@ -56,16 +87,13 @@ RUN --mount=type=bind,from=deploy,target=/deploy \
     if [ -d /deploy/keys ]; then \
       find /deploy/keys -maxdepth 1 -type f -name '*.pem' ! -name '*.pub.pem' -exec install -m 0600 {} "$z/keys/" \; ; \
     fi; \
-    install -m 0755 scripts/start.sh "$z/bin/start.sh"
-
-FROM --platform=linux/amd64 ${RUNTIME_IMAGE}
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 libstdc++6 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /stage/ /
-# The start check runs at build time too: a broken config or key file fails the build, not the zone.
-# (The port and SDK checks pass here because nothing listens and the shim is present.)
-RUN cd /opt/zone-program && bin/zone-programd --config config.toml preflight
+    chmod 0755 "$z/bin/start.sh"
+# The start check runs at build time too: a broken config, key file or SDK library fails the build,
+# not the zone. The port is checked at start only (the build may share the host's network, where
+# 8080 can be taken), hence port 0 here.
+RUN cd /opt/zone-program \
+ && ZONE_PROGRAM_SERVER__LISTEN=127.0.0.1:0 bin/zone-programd --config config.toml preflight \
+ && rm -rf data && install -d -m 0700 data
 EXPOSE 8080
 # For `docker run` only; the zone uses the start command and arguments of its upload form.
 ENTRYPOINT ["/bin/sh", "/opt/zone-program/bin/start.sh"]

@@ -71,8 +71,12 @@ if [[ -n "$sdk_dir" ]]; then
     { echo "native/build.sh: $sdk_dir must contain cpp_sdk.h and libWeWorkSpecSDK.so" >&2; exit 1; }
   out="${out:-$build/vendor}"
   mkdir -p "$out"
-  echo "native/build.sh: building the shim against the vendor SDK in $sdk_dir -> $out/libzone_shim.so"
-  "$CXX" "${CXXFLAGS[@]}" "${SHIMFLAGS[@]}" -I"$sdk_dir" "${LDFLAGS[@]}" -o "$out/libzone_shim.so" "$here/shim/zone_shim.cpp" \
+  # The stub SDK's header and library standing in for the vendor's (the image test in CI): the shim
+  # then passes its init options on to the stub, as the stub build above does.
+  vendor_flags=()
+  if grep -q WWSPEC_STUB_CPP_SDK_H "$sdk_dir/cpp_sdk.h"; then vendor_flags=(-DZONE_SHIM_STUB_SDK); fi
+  echo "native/build.sh: building the shim against the ${vendor_flags:+stub (stand-in) }vendor SDK in $sdk_dir -> $out/libzone_shim.so"
+  "$CXX" "${CXXFLAGS[@]}" "${SHIMFLAGS[@]}" "${vendor_flags[@]}" -I"$sdk_dir" "${LDFLAGS[@]}" -o "$out/libzone_shim.so" "$here/shim/zone_shim.cpp" \
     -L"$sdk_dir" -lWeWorkSpecSDK -Wl,-rpath,"\$ORIGIN:$sdk_dir"
   exit 0
 fi

@@ -11,8 +11,16 @@
 #   --deploy DIR        config.toml and keys/ for the image (default: deploy)
 #   --tag NAME          image tag (default: zone-program:<git commit>)
 #   --out FILE          the tar to write (default: dist/<tag with : as ->.tar)
+#   --engine NAME       docker or podman (default: $CONTAINER_ENGINE, else the first that answers)
+#   --base IMAGE        the runtime base image (default debian:bookworm-slim), e.g. a local import:
+#                       localhost/debian:bookworm-local
+#   --binary FILE       take this zone-programd, built on the host (`cargo build --release -p
+#                       zone-program --bin zone-programd` on Debian bookworm: the image's glibc),
+#                       instead of compiling in the Rust image; the shim is then built on the host too
+#                       (native/build.sh --sdk-dir; needs g++). No Rust image is pulled.
+#   --isolation TYPE    podman only: the build's isolation (chroot where the OCI runtime cannot run)
 #   -h, --help          this text
-# Environment: CONTAINER_ENGINE=docker|podman (default: the first of them that answers).
+# The layout of the written tar is checked with scripts/check-image-tar.sh.
 # Exit codes: 0 done, 1 failed, 2 usage, 3 no container engine.
 set -euo pipefail
 
@@ -20,7 +28,8 @@ die() { echo "export-image: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-sdk_archive="" sdk_sha256="" no_sdk=0 deploy="deploy" tag="" out=""
+sdk_archive="" sdk_sha256="" no_sdk=0 deploy="deploy" tag="" out="" engines="${CONTAINER_ENGINE:-docker podman}"
+base="" binary="" isolation=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --sdk-archive) sdk_archive="${2:?}"; shift 2 ;;
@@ -29,15 +38,23 @@ while [[ $# -gt 0 ]]; do
     --deploy) deploy="${2:?}"; shift 2 ;;
     --tag) tag="${2:?}"; shift 2 ;;
     --out) out="${2:?}"; shift 2 ;;
+    --engine) engines="${2:?}"; shift 2 ;;
+    --base) base="${2:?}"; shift 2 ;;
+    --binary) binary="${2:?}"; shift 2 ;;
+    --isolation) isolation="${2:?}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "export-image: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 cd "$root"
 
-# 1. The deployment files.
+# 1. The deployment files (and the prebuilt binary).
 [[ -f "$deploy/config.toml" ]] ||
   die "$deploy/config.toml is missing: cp deploy/config.zone.example.toml $deploy/config.toml and edit it"
+if [[ -n "$binary" ]]; then
+  [[ -f "$binary" && -x "$binary" ]] ||
+    die "$binary is not an executable file (build it: cargo build --release -p zone-program --bin zone-programd)"
+fi
 
 # 2. The vendor SDK, verified against its pinned SHA-256.
 work="$(mktemp -d)"
@@ -78,7 +95,7 @@ fi
 
 # 3. A container engine that answers.
 tried=()
-for candidate in ${CONTAINER_ENGINE:-docker podman}; do
+for candidate in $engines; do
   if ! command -v "$candidate" >/dev/null 2>&1; then
     tried+=("$candidate: not installed")
   elif ! "$candidate" info >/dev/null 2>&1; then
@@ -103,11 +120,22 @@ fi
 [[ -n "$tag" ]] || tag="zone-program:$(git rev-parse --short HEAD 2>/dev/null || echo latest)"
 [[ -n "$out" ]] || out="dist/${tag//[:\/]/-}.tar"
 mkdir -p "$(dirname "$out")"
-echo "export-image: building $tag with $engine"
-"$engine" build --platform linux/amd64 \
-  --build-context "deploy=$deploy" \
-  --build-context "vendor-sdk=$sdk_dir" \
-  -t "$tag" .
+build_args=(--platform linux/amd64 --build-context "deploy=$deploy" --build-context "vendor-sdk=$sdk_dir")
+[[ -z "$base" ]] || build_args+=(--build-arg "RUNTIME_IMAGE=$base")
+[[ -z "$isolation" ]] || build_args+=("--isolation=$isolation")
+if [[ -n "$binary" ]]; then
+  # The prebuilt context: the binary and, with an SDK, the shim built here against it.
+  prebuilt="$work/prebuilt"
+  install -D -m 0755 "$binary" "$prebuilt/opt/zone-program/bin/zone-programd"
+  install -d -m 0755 "$prebuilt/opt/zone-program/lib"
+  if [[ -f "$sdk_dir/cpp_sdk.h" ]]; then
+    native/build.sh --sdk-dir "$sdk_dir" --out "$prebuilt/opt/zone-program/lib" >&2
+    install -m 0755 "$sdk_dir/libWeWorkSpecSDK.so" "$prebuilt/opt/zone-program/lib/"
+  fi
+  build_args+=(--build-arg PROGRAM_FROM=prebuilt-out --build-context "prebuilt=$prebuilt")
+fi
+echo "export-image: building $tag with $engine${binary:+ (prebuilt $binary)}${base:+ on $base}"
+"$engine" build "${build_args[@]}" -t "$tag" .
 
 # 5. Check the architecture.
 platform="$("$engine" image inspect --format '{{.Os}}/{{.Architecture}}' "$tag")"
@@ -118,17 +146,9 @@ cid="$("$engine" create "$tag")"
 "$engine" export -o "$out" "$cid"
 "$engine" rm "$cid" >/dev/null
 cid=""
-listing="$work/listing"
-tar -tf "$out" | sed 's#^\./##' >"$listing"
-for f in opt/zone-program/bin/zone-programd opt/zone-program/bin/start.sh opt/zone-program/config.toml; do
-  grep -qx "$f" "$listing" || die "$out lacks $f; the export is incomplete"
-done
-grep -qxE '(usr/)?bin/sh' "$listing" || die "$out lacks /bin/sh, the start command"
-if [[ -n "$sdk_archive" ]]; then
-  for f in opt/zone-program/lib/libzone_shim.so opt/zone-program/lib/libWeWorkSpecSDK.so; do
-    grep -qx "$f" "$listing" || die "$out lacks $f; the native backend is missing"
-  done
-fi
+check_args=()
+[[ -n "$sdk_archive" ]] || check_args+=(--no-sdk)
+scripts/check-image-tar.sh "${check_args[@]}" "$out" || die "$out: the exported layout is wrong (see above); do not upload it"
 
 # 7. What to paste into the upload form.
 size="$(du -h "$out" | cut -f1)"

@@ -17,8 +17,9 @@ fn image_binary() -> std::path::PathBuf {
     bin
 }
 
+/// The workspace root (scripts/, deploy/, native/), two levels above this crate.
 fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// `/opt/zone-program` in miniature: bin/zone-programd, bin/start.sh, config.toml.
@@ -64,7 +65,8 @@ fn the_start_script_refuses_the_local_backend() {
 
 /// The native layout of the image, built as the Dockerfile builds it: the shim compiled by
 /// `native/build.sh --sdk-dir` against a vendor SDK (here the stub SDK's header and library stand in
-/// for it) into `lib/`, the vendor library beside it.
+/// for it, so the shim passes the stub its init options: the codec's demo token and key) into `lib/`,
+/// the vendor library beside it.
 #[test]
 fn the_start_script_serves_the_native_backend_laid_out_as_in_the_image() {
     if !crate::backend::native_available() {
@@ -73,10 +75,13 @@ fn the_start_script_serves_the_native_backend_laid_out_as_in_the_image() {
     let vendor = tempfile::tempdir().unwrap();
     std::fs::copy(repo().join("native/stub-sdk/cpp_sdk.h"), vendor.path().join("cpp_sdk.h")).unwrap();
     std::fs::copy(crate::backend::stub_sdk_path(), vendor.path().join("libWeWorkSpecSDK.so")).unwrap();
-    let home = install(
+    let defaults = zone_program::config::Config::load(None, Vec::new()).unwrap();
+    let options = crate::backend::stub_options(&defaults.sdk);
+    let home = install(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/store.sqlite\"\n\
-         [sdk]\nbackend = \"native\"\n[sdk.native]\nlibrary = \"lib/libzone_shim.so\"\nlog_to_sdk = false\n",
-    );
+         [sdk]\nbackend = \"native\"\n[sdk.native]\nlibrary = \"lib/libzone_shim.so\"\nlog_to_sdk = false\n\
+         init_options = \"{options}\"\n",
+    ));
     let lib = home.path().join("lib");
     let built = Command::new(repo().join("native/build.sh"))
         .arg("--sdk-dir")
@@ -167,8 +172,10 @@ fn strip_ansi(line: &str) -> String {
 }
 
 /// A stand-in container engine: records every call in `engine.log`, lists the files of each
-/// `--build-context`, reports `FAKE_PLATFORM` as the image platform, and exports a tar with the
-/// image layout.
+/// `--build-context`, reports `platform` as the image platform, and exports a tar with the image
+/// layout (an x86-64 executable as `zone-programd`, placeholders for the rest; scripts/test-image.sh
+/// checks the real image); with `FAKE_BROKEN` set, a broken one: keys/ readable by others and a binary
+/// carrying the local zone's code (its crate path, as in the developer CLI).
 fn fake_engine(dir: &Path, platform: &str) -> PathBuf {
     let path = dir.join("fake-engine");
     let log = dir.join("engine.log");
@@ -186,15 +193,20 @@ case "$1" in
   create) echo fake-container-id ;;
   export)
     root="$(mktemp -d)"
-    mkdir -p "$root/opt/zone-program/bin" "$root/opt/zone-program/lib" "$root/usr/bin"
-    touch "$root/opt/zone-program/bin/zone-programd" "$root/opt/zone-program/bin/start.sh" \
-      "$root/opt/zone-program/config.toml" "$root/usr/bin/sh" \
-      "$root/opt/zone-program/lib/libzone_shim.so" "$root/opt/zone-program/lib/libWeWorkSpecSDK.so"
-    tar -cf "$3" -C "$root" . ;;
+    z="$root/opt/zone-program"
+    mkdir -p "$z/bin" "$z/lib" "$z/keys" "$z/data" "$root/usr/bin" "$root/usr/lib/x86_64-linux-gnu"
+    ln -s usr/bin "$root/bin"
+    cp /bin/true "$z/bin/zone-programd"
+    touch "$z/bin/start.sh" "$z/config.toml" "$root/usr/bin/sh" "$z/lib/libzone_shim.so" "$z/lib/libWeWorkSpecSDK.so" \
+      "$root/usr/lib/x86_64-linux-gnu/libstdc++.so.6" "$root/usr/lib/x86_64-linux-gnu/libcrypto.so.3" "$z/keys/wwCORPID.1.pem"
+    chmod 0644 "$z/config.toml"; chmod 0700 "$z/keys" "$z/data"; chmod 0600 "$z/keys/wwCORPID.1.pem"
+    if [ -n "${{FAKE_BROKEN:-}}" ]; then chmod 0755 "$z/keys"; echo crates/zone-local/src/lib.rs >> "$z/bin/zone-programd"; fi
+    tar --owner=0 --group=0 --numeric-owner -cf "$3" -C "$root" .
+    rm -rf "$root" ;;
   *) echo "unexpected engine call: $*" >&2; exit 99 ;;
 esac
 "#,
-        log = log.display()
+        log = log.display(),
     );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -229,10 +241,14 @@ impl Export {
     }
 
     fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        self.run_with(args, &[("CONTAINER_ENGINE", &self.engine.display().to_string())])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
         let out = Command::new(repo().join("scripts/export-image.sh"))
             .args(["--deploy", &self.path("deploy"), "--tag", "zp:test", "--out", &self.path("out/zp.tar")])
             .args(args)
-            .env("CONTAINER_ENGINE", &self.engine)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
@@ -262,6 +278,52 @@ fn the_export_script_verifies_the_sdk_builds_for_amd64_exports_and_prints_the_fo
     assert!(Path::new(&e.path("out/zp.tar")).is_file());
     assert!(stdout.contains("start command:    /bin/sh"), "{stdout}");
     assert!(stdout.contains("start arguments:  /opt/zone-program/bin/start.sh"), "{stdout}");
+}
+
+/// The path CI takes (scripts/test-image.sh): Podman named with `--engine`, a locally imported base,
+/// chroot isolation, and the host-built binary instead of the Rust image.
+#[test]
+fn the_export_script_builds_on_a_local_base_from_a_prebuilt_binary() {
+    let e = Export::new("linux/amd64");
+    let binary = "/bin/true";
+    let engine = e.engine.display().to_string();
+    let (code, stdout, stderr) = e.run_with(
+        &[
+            "--no-sdk",
+            "--engine",
+            &engine,
+            "--base",
+            "localhost/debian:bookworm-local",
+            "--isolation",
+            "chroot",
+            "--binary",
+            binary,
+        ],
+        &[("CONTAINER_ENGINE", "no-such-engine-here")],
+    );
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let log = e.log();
+    assert!(log.contains("--build-arg RUNTIME_IMAGE=localhost/debian:bookworm-local"), "{log}");
+    assert!(log.contains("--isolation=chroot"), "{log}");
+    assert!(log.contains("--build-arg PROGRAM_FROM=prebuilt-out"), "{log}");
+    assert!(log.contains("context prebuilt: opt"), "{log}");
+    assert!(stdout.contains("layout ok"), "{stdout}");
+
+    let (code, _, stderr) = e.run(&["--no-sdk", "--binary", &e.path("no-such-binary")]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is not an executable file"), "{stderr}");
+}
+
+#[test]
+fn the_export_script_refuses_an_exported_layout_the_checker_finds_broken() {
+    let e = Export::new("linux/amd64");
+    let engine = e.engine.display().to_string();
+    let (code, stdout, stderr) = e.run_with(&["--no-sdk"], &[("CONTAINER_ENGINE", &engine), ("FAKE_BROKEN", "1")]);
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("/opt/zone-program/keys is 755; expected 0700"), "{stderr}");
+    assert!(stderr.contains("carries emulator, bench or app code"), "the developer CLI is caught: {stderr}");
+    assert!(stderr.contains("the exported layout is wrong (see above); do not upload it"), "{stderr}");
+    assert!(!stdout.contains("start command:"), "no form fields for a broken tar: {stdout}");
 }
 
 #[test]
