@@ -253,6 +253,7 @@ pub async fn accept(state: &AppState, callback: &Callback) -> Result<Value, AppE
     let job = NewJob {
         kind: JobKind::Event,
         dedupe_key: Some(dedupe_key(&callback.corp_id, &event.raw, 0)),
+        context_prefix: None,
         ctx: callback.context(),
         payload: job_payload(&event.raw, 0),
     };
