@@ -183,6 +183,7 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
             created: now,
             report: None,
             delivery_error: None,
+            ack_errcode: None,
             protocol_mismatch: false,
             fail_list: Vec::new(),
         };
@@ -201,16 +202,35 @@ fn async_program_task(shared: &Arc<Shared>, req: &Req) -> ApiResult {
 }
 
 /// Delivers an async request to the program in the background; a failed delivery (including no
-/// answer within `timeout`) fails the job.
+/// answer within `timeout`) fails the job. The acknowledgement's `errcode` is kept with the job;
+/// as in WeCom, it is not the job's result (that comes with `program_async_job_call_back`).
 pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall, timeout: Duration) {
     tokio::spawn(async move {
-        if let Err(e) = program::call(&shared, call, timeout).await {
-            tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
-            if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
-                job.delivery_error = Some(CONNECT_FAIL);
+        match program::call(&shared, call, timeout).await {
+            Ok(ack) => {
+                let errcode = ack_errcode(&ack);
+                if errcode != 0 {
+                    tracing::info!(jobid, errcode, "the program refused an async job in its acknowledgement");
+                }
+                if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
+                    job.ack_errcode = Some(errcode);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
+                if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
+                    job.delivery_error = Some(CONNECT_FAIL);
+                }
             }
         }
     });
+}
+
+/// The `errcode` of an acknowledgement (bare or in an `{"output": …}` envelope; 0 when absent).
+fn ack_errcode(ack: &str) -> i64 {
+    let v: Value = serde_json::from_str(ack).unwrap_or_default();
+    let body = v.get("output").filter(|o| o.is_object()).unwrap_or(&v);
+    body.get("errcode").and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// `async_program_result`. While the job runs the reply has `status` 0 and no response fields (the

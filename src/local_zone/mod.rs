@@ -115,6 +115,9 @@ impl LocalZone {
         let clock = model::ZoneClock::default();
         let mut data = seed::world(cfg.seed, clock.now());
         data.receive_program = cfg.program_id.clone();
+        // Ids minted from now on (jobids, job_info, tokens, notify ids) start at a random point of
+        // the 2^64 sequence, so they do not repeat those of an earlier run of the zone.
+        data.next_id = rand::random();
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("binding local_zone.listen {}", cfg.listen))?;
         let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2)).build()?;

@@ -282,6 +282,9 @@ pub struct ProgramJob {
     pub report: Option<(i64, String)>,
     /// Set when the request could not be delivered to the program (the job failed).
     pub delivery_error: Option<i64>,
+    /// The `errcode` of the program's acknowledgement, once it answered (non-zero: it refused the
+    /// call there, and the result comes only with its `program_async_job_call_back`).
+    pub ack_errcode: Option<i64>,
     /// Set when the program's result broke the ability's output protocol (790014).
     pub protocol_mismatch: bool,
     /// Messages of an SDK-routed task that could not be used.

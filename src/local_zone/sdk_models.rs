@@ -343,6 +343,7 @@ fn own_task(
             created: now,
             report: None,
             delivery_error: None,
+            ack_errcode: None,
             protocol_mismatch: false,
             fail_list: fails,
         });

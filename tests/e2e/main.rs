@@ -27,4 +27,5 @@ mod child;
 mod crash;
 mod faults;
 mod forgery;
+mod reliability;
 mod secrets;
