@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
@@ -188,6 +189,10 @@ pub struct ServeArgs {
     /// Also start the local zone in-process and talk to it (offline development).
     #[arg(long)]
     pub local: bool,
+    /// With --local: wipe the local zone's state and the program's store first, together (the
+    /// demo key pair is kept).
+    #[arg(long, requires = "local")]
+    pub fresh: bool,
     /// Override server.listen.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -236,7 +241,7 @@ pub fn run() -> anyhow::Result<()> {
             }
             config.validate()?;
             let _log = crate::telemetry::init(&config.log);
-            serve_runtime(config.sdk.pool_size)?.block_on(serve(config, args.local))
+            serve_runtime(config.sdk.pool_size)?.block_on(serve(config, args.local, args.fresh))
         }
         Command::Preflight => preflight(cli.config.as_deref()),
         Command::Keygen(args) => crate::keygen::run_cli(&args, &config),
@@ -255,14 +260,22 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
+async fn serve(mut config: Config, local: bool, fresh: bool) -> anyhow::Result<()> {
     if !local {
         let app = App::build(config).await?;
         tracing::info!(addr = %app.local_addr(), "zone program listening");
         return app.run_until_stopped(shutdown_signal()).await;
     }
+    if fresh {
+        wipe_local_state(&config)?;
+    }
+    let paired = check_pairing(&config)?;
     // The zone binds first so the program can be pointed at it, then learns the program's URL.
     let zone = LocalZone::bind(&config).await?;
+    if paired.is_none() && config.local_zone.persist {
+        let zone_id = crate::local_zone::persist::zone_id(&config.local_zone.data_dir)?.unwrap_or_default();
+        write_pairing(&config, &zone_id)?;
+    }
     if config.sdk.backend != SdkBackend::Local {
         tracing::warn!(configured = ?config.sdk.backend, "--local: the local backend replaces the configured one");
     }
@@ -294,6 +307,81 @@ async fn serve(mut config: Config, local: bool) -> anyhow::Result<()> {
     served
 }
 
+/// The file beside the program's store that names the local zone it was used with (`serve --local`).
+fn pairing_path(config: &Config) -> std::path::PathBuf {
+    let mut name = config.store.path.clone().into_os_string();
+    name.push(".local-zone");
+    name.into()
+}
+
+fn write_pairing(config: &Config, zone_id: &str) -> anyhow::Result<()> {
+    let path = pairing_path(config);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&path, zone_id).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `--fresh`: removes the local zone's state and the program's store (with its WAL files and the
+/// pairing mark), together.
+fn wipe_local_state(config: &Config) -> anyhow::Result<()> {
+    let store = config.store.path.clone().into_os_string();
+    let with = |suffix: &str| {
+        let mut p = store.clone();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let state = config.local_zone.data_dir.join(crate::local_zone::persist::STATE_FILE);
+    for path in [state, with(""), with("-wal"), with("-shm"), pairing_path(config)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "--fresh: removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("--fresh: removing {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to start `serve --local` when the local zone's state and the program's store were not
+/// made together (one is missing, or they belong to different zones): the program would follow
+/// cursors and jobs the zone never issued, and messages would be lost. Returns the zone id the
+/// store is paired with, if any.
+fn check_pairing(config: &Config) -> anyhow::Result<Option<String>> {
+    if !config.local_zone.persist {
+        return Ok(None);
+    }
+    let dir = &config.local_zone.data_dir;
+    let store = &config.store.path;
+    let zone = crate::local_zone::persist::zone_id(dir)?;
+    let paired = std::fs::read_to_string(pairing_path(config)).ok().map(|s| s.trim().to_owned());
+    let fix = "start with `serve --local --fresh` to wipe both, or restore the missing one";
+    match (zone, store.exists(), paired) {
+        (None, false, _) => Ok(None),
+        (Some(zone), true, Some(paired)) if zone == paired => Ok(Some(paired)),
+        (Some(zone), true, Some(paired)) => anyhow::bail!(
+            "the program store {} was used with another local zone ({paired}) than the one kept in {} ({zone}); {fix}",
+            store.display(),
+            dir.display()
+        ),
+        (Some(_), true, None) => anyhow::bail!(
+            "the program store {} was not made with the local zone kept in {} (no pairing mark {}); {fix}",
+            store.display(),
+            dir.display(),
+            pairing_path(config).display()
+        ),
+        (Some(_), false, _) => anyhow::bail!(
+            "the local zone kept in {} has state but the program store {} is missing; {fix}",
+            dir.display(),
+            store.display()
+        ),
+        (None, true, _) => anyhow::bail!(
+            "the program store {} exists but the local zone has no state in {}; {fix}",
+            store.display(),
+            dir.display()
+        ),
+    }
+}
+
 /// Starts an in-process local zone for each `bench` measurement that needs the SDK.
 pub struct BenchZone;
 
@@ -307,7 +395,8 @@ impl crate::bench::ZoneLauncher for BenchZone {
                 self.0.abort();
             }
         }
-        let zone = LocalZone::bind(config).await?;
+        // The bench measures the program: its zone keeps no state between measurements.
+        let zone = LocalZone::bind_stateless(config).await?;
         let url = zone.url();
         let task = tokio::spawn(zone.run_until_stopped(program_url, std::future::pending()));
         Ok(crate::bench::RunningZone { url, guard: Box::new(AbortOnDrop(task)) })

@@ -370,6 +370,9 @@ pub struct LocalZoneConfig {
     pub seed: u64,
     /// Where the demo data and key pair are kept. Default `data/local-zone`.
     pub data_dir: PathBuf,
+    /// Keep the zone's world (messages, tokens, notify ids, jobs, registered keys, the clock) in
+    /// `data_dir` across restarts, as the real WeCom side forgets nothing. Default true.
+    pub persist: bool,
     /// The app's callback URL for `program_notify`, if any.
     pub app_callback_url: Option<String>,
     /// The app callback token (1–32 of `[A-Za-z0-9]`).
@@ -414,6 +417,7 @@ impl Default for LocalZoneConfig {
             corp_secret: SecretString::from("LocalZoneDemoCorpSecret"),
             seed: 42,
             data_dir: PathBuf::from("data/local-zone"),
+            persist: true,
             app_callback_url: None,
             app_token: SecretString::from("LocalAppToken"),
             app_encoding_aes_key: SecretString::from("LocalAppDemoKey0123456789abcdefghijklmnopqr"),

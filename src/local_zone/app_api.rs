@@ -215,12 +215,14 @@ pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall,
                 if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
                     job.ack_errcode = Some(errcode);
                 }
+                shared.saver.touch();
             }
             Err(e) => {
                 tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
                 if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
                     job.delivery_error = Some(CONNECT_FAIL);
                 }
+                shared.saver.touch();
             }
         }
     });

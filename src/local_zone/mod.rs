@@ -23,6 +23,7 @@ pub mod faults;
 pub mod keys;
 pub mod model;
 pub mod notify;
+pub mod persist;
 pub mod program;
 pub mod req;
 pub mod sdk_api;
@@ -79,6 +80,8 @@ pub struct Shared {
     keys: Mutex<keys::KeyStore>,
     /// Faults armed through `/local/faults`.
     faults: Mutex<faults::Faults>,
+    /// Writes of the zone's state to `data_dir` ([`persist`]).
+    pub saver: persist::Saver,
 }
 
 impl Shared {
@@ -107,17 +110,47 @@ impl LocalZone {
     /// Loads (or, on first start, generates) the demo key pair, seeds the world and binds
     /// `local_zone.listen` (port 0 allowed). The codec keys are the program's `[sdk.local]` ones.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let cfg = config.local_zone.clone();
+        Self::bind_with(config, config.local_zone.persist).await
+    }
+
+    /// [`LocalZone::bind`], with a fresh world that is not kept (whatever `local_zone.persist` says).
+    pub async fn bind_stateless(config: &Config) -> anyhow::Result<Self> {
+        Self::bind_with(config, false).await
+    }
+
+    async fn bind_with(config: &Config, persist: bool) -> anyhow::Result<Self> {
+        let mut cfg = config.local_zone.clone();
+        cfg.persist = persist;
         let codec = codec_from_config(&config.sdk).context("local zone codec (sdk.local)")?;
         let app_key = EncodingAesKey::parse(cfg.app_encoding_aes_key.expose_secret())
             .map_err(|_| anyhow::anyhow!("local_zone.app_encoding_aes_key is not a valid EncodingAESKey"))?;
         let (demo_key, private_key_path) = keys::load_or_generate(&cfg.data_dir)?;
-        let clock = model::ZoneClock::default();
-        let mut data = seed::world(cfg.seed, clock.now());
-        data.receive_program = cfg.program_id.clone();
-        // Ids minted from now on (jobids, job_info, tokens, notify ids) start at a random point of
-        // the 2^64 sequence, so they do not repeat those of an earlier run of the zone.
-        data.next_id = rand::random();
+        let mut key_store = keys::KeyStore::new(demo_key);
+        let kept = if cfg.persist { persist::load(&cfg.data_dir)? } else { None };
+        let (clock, data, zone_id) = match kept {
+            Some(kept) => {
+                for (ver, pem) in &kept.keys {
+                    key_store.register(pem, *ver).map_err(|why| anyhow::anyhow!("a kept public key: {why}"))?;
+                }
+                tracing::info!(
+                    dir = %cfg.data_dir.display(),
+                    messages = kept.data.messages.len(),
+                    jobs = kept.data.program_jobs.len(),
+                    "local zone state restored"
+                );
+                (model::ZoneClock::with_offset(kept.clock_offset), kept.data, kept.zone_id)
+            }
+            None => {
+                let clock = model::ZoneClock::default();
+                let mut data = seed::world(cfg.seed, clock.now());
+                data.receive_program = cfg.program_id.clone();
+                // Ids minted from now on (jobids, job_info, tokens, notify ids) start at a random
+                // point of the 2^64 sequence, so they never repeat those of an earlier zone.
+                data.next_id = rand::random();
+                (clock, data, format!("{:016x}", rand::random::<u64>()))
+            }
+        };
+        let saver = persist::Saver::new(cfg.persist.then_some(cfg.data_dir.as_path()), zone_id);
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("binding local_zone.listen {}", cfg.listen))?;
         let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2)).build()?;
@@ -129,9 +162,12 @@ impl LocalZone {
             http,
             clock,
             data: Mutex::new(data),
-            keys: Mutex::new(keys::KeyStore::new(demo_key)),
+            keys: Mutex::new(key_store),
             faults: Mutex::new(faults::Faults::default()),
+            saver,
         });
+        // A new world is on disk before anything refers to it.
+        persist::write(&shared).await;
         Ok(Self { listener, shared, private_key_path })
     }
 
@@ -163,7 +199,12 @@ impl LocalZone {
     ) -> anyhow::Result<()> {
         *self.shared.program_url.write().unwrap_or_else(|p| p.into_inner()) = program_url.into();
         let router = router(self.shared.clone());
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).into_future().await.context("local zone")
+        let saver = tokio::spawn(persist::run(self.shared.clone()));
+        let served =
+            axum::serve(self.listener, router).with_graceful_shutdown(shutdown).into_future().await.context("local zone");
+        saver.abort();
+        persist::write(&self.shared).await;
+        served
     }
 }
 
@@ -173,6 +214,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(sdk_api::router())
         .merge(app_api::router())
         .merge(control::router())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), persist::save_after))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }

@@ -42,6 +42,8 @@ pub async fn push(shared: &Shared, notify_id: String, scene: Option<u8>) {
     data.outbox.push(json!({
         "notify_id": notify_id, "notify_scene": scene, "create_time": now, "delivered": delivered,
     }));
+    drop(data);
+    shared.saver.touch();
 }
 
 /// POSTs one encrypted `program_notify`; true when the app answered 2xx.
