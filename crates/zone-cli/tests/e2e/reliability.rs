@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rsa::pkcs8::DecodePrivateKey as _;
 use serde_json::{Value, json};
 use zone_local::model::{JobKind, ProgramJob};
 use zone_program::store::JobCounts;
@@ -232,4 +233,72 @@ async fn a_full_notify_store_keeps_an_events_messages_until_there_is_room() {
     assert_eq!(ids, [&m2["msgid"]], "M2 alone: {data}");
     let counts = env.settle_jobs().await;
     assert_eq!(counts.done, 4, "{counts:?}");
+}
+
+/// The msgids of a notification's data, read once by the app.
+async fn delivered(env: &TestEnv, notify_id: &str) -> Vec<String> {
+    let data = response_data(&env.app_call("get_callback_data", "{}", Some(notify_id)).await);
+    assert_eq!(data["errcode"], 0, "{data}");
+    data["msg_list"].as_array().unwrap().iter().map(|m| m["msgid"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Posts a message from a customer; returns its msgid.
+async fn post_message(env: &TestEnv, content: &str) -> String {
+    let w = env.world().await;
+    let c = &w["customers"][2];
+    let m = env
+        .control("messages", json!({"sender": c["external_userid"], "receivers": [c["follower"]], "content": content}))
+        .await;
+    assert_eq!(m["event_ack"]["errcode"], 0, "{m}");
+    m["msgid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_zone_forgets_nothing_across_restarts_of_either_side_and_never_repeats_an_id() {
+    let mut env = TestEnv::spawn_with(|c| c.program.jobs.report_backoff_ms = 50).await;
+    post_message(&env, "你好").await;
+    delivered(&env, &env.next_notify().await.notify_id).await; // past the seeded archive
+    let public = rsa::RsaPublicKey::from(&rsa::RsaPrivateKey::from_pkcs8_pem(crate::helpers::TEST_RSA_KEY).unwrap());
+    let pem = rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public, rsa::pkcs8::LineEnding::LF).unwrap();
+    let set = env.app_post("set_public_key", &json!({"public_key": pem, "public_key_ver": 2})).await;
+    assert_eq!(set["errcode"], 0, "{set}");
+    let finished = env.app_async("list_abilities", "{}").await["jobid"].as_str().unwrap().to_owned();
+    let finished_result = env.await_async_result(&finished).await;
+    // A job inside an SDK call when the zone is told to stop.
+    env.control("faults", json!({"api": "sync_msg", "count": 1, "delay_ms": 1000})).await;
+    let in_flight = env.app_async("invoke_sync_msg", r#"{"limit":1}"#).await["jobid"].as_str().unwrap().to_owned();
+    let pending = || async {
+        let v: Value = env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
+        v["pending"].clone()
+    };
+    poll(pending, |p| p.get("sync_msg").is_none()).await;
+    let mut jobids = vec![finished.clone(), in_flight.clone()];
+    let mut job_infos: Vec<String> = jobids.iter().map(|j| env.zone.data().program_jobs[j].job_info.clone()).collect();
+
+    env.restart_zone().await;
+    assert_eq!(env.world().await["public_key_ver"], 2, "the registered key is kept");
+    assert_eq!(env.async_result(&finished).await, finished_result, "the access token and the finished job are kept");
+    let resumed = env.await_async_result(&in_flight).await;
+    assert_eq!((resumed["errcode"].as_i64(), resumed["status"].as_i64()), (Some(0), Some(1)), "{resumed}");
+    let m2 = post_message(&env, "在吗").await;
+    let n2 = env.next_notify().await;
+    assert_eq!(delivered(&env, &n2.notify_id).await, [m2], "exactly the message posted since the last one");
+
+    for round in 0..2 {
+        env.restart_program(|c| c.program.jobs.report_backoff_ms = 50).await;
+        if round == 1 {
+            env.restart_zone().await;
+        }
+        let jobid = env.app_async("list_abilities", "{}").await["jobid"].as_str().unwrap().to_owned();
+        let done = env.await_async_result(&jobid).await;
+        assert_eq!(done_output(&done), done_output(&finished_result), "round {round}: its own result");
+        let job_info = env.zone.data().program_jobs[&jobid].job_info.clone();
+        assert!(!jobids.contains(&jobid) && !job_infos.contains(&job_info), "round {round}: ids never repeat");
+        jobids.push(jobid);
+        job_infos.push(job_info);
+        let m = post_message(&env, "好的").await;
+        let n = env.next_notify().await;
+        assert_eq!(delivered(&env, &n.notify_id).await, [m], "round {round}: nothing lost, nothing repeated");
+    }
+    env.settle_jobs().await;
 }
