@@ -302,3 +302,98 @@ async fn the_local_zone_forgets_nothing_across_restarts_of_either_side_and_never
     }
     env.settle_jobs().await;
 }
+
+/// Runs `zone-program --config CONFIG serve --local [--fresh]` until it prints its first-call
+/// banner (then kills it) or exits. Returns whether it started, and what it wrote.
+fn serve_local(config: &Path, fresh: bool) -> (bool, String) {
+    use std::io::BufRead as _;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zone-program"));
+    cmd.arg("--config").arg(config).args(["serve", "--local"]);
+    if fresh {
+        cmd.arg("--fresh");
+    }
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ZONE_PROGRAM_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                let started = line.starts_with("local zone:");
+                out.push_str(&line);
+                out.push('\n');
+                if started {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    return (true, out);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().unwrap();
+                assert!(!status.success(), "it exited without starting:\n{out}");
+                return (false, out);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        assert!(Instant::now() < deadline, "serve --local neither started nor exited:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_local_names_a_zone_and_a_store_that_do_not_belong_together_and_fresh_starts_both_anew() {
+    if crate::child::skip_on_native_pass() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("zone");
+    crate::helpers::install_test_key(&data_dir);
+    let store = dir.path().join("program.sqlite");
+    let config = dir.path().join("local.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"{}\"\n\n[local_zone]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            store.display(),
+            data_dir.display()
+        ),
+    )
+    .unwrap();
+    let state = data_dir.join(zone_local::persist::STATE_FILE);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let (started, out) = serve_local(&config, false);
+        assert!(started && state.exists() && store.exists(), "a first start makes both:\n{out}");
+        assert!(serve_local(&config, false).0, "they start again together");
+        std::fs::remove_file(&state).unwrap();
+        let (started, out) = serve_local(&config, false);
+        assert!(!started, "a store without its zone's state is refused:\n{out}");
+        assert!(out.contains(&store.display().to_string()) && out.contains("--fresh"), "{out}");
+        let (started, out) = serve_local(&config, true);
+        assert!(started, "--fresh starts both anew:\n{out}");
+        let mut mark = store.clone().into_os_string();
+        mark.push(".local-zone");
+        std::fs::write(&mark, "0000000000000000").unwrap();
+        let (started, out) = serve_local(&config, false);
+        assert!(!started && out.contains("another local zone"), "a store paired with another zone is refused:\n{out}");
+    });
+    outcome.await.unwrap();
+}
