@@ -139,7 +139,10 @@ impl LocalZone {
                     jobs = kept.data.program_jobs.len(),
                     "local zone state restored"
                 );
-                (model::ZoneClock::with_offset(kept.clock_offset), kept.data, kept.zone_id)
+                let mut data = kept.data;
+                let last = data.messages.last().map_or(0, |m| m.seq).max(data.hits.last().map_or(0, |h| h.seq));
+                data.seq_floor = data.seq_floor.max(last + persist::SEQ_GAP);
+                (model::ZoneClock::with_offset(kept.clock_offset), data, kept.zone_id)
             }
             None => {
                 let clock = model::ZoneClock::default();
@@ -206,8 +209,12 @@ impl LocalZone {
         *self.shared.program_url.write().unwrap_or_else(|p| p.into_inner()) = program_url.into();
         let router = router(self.shared.clone());
         let saver = tokio::spawn(persist::run(self.shared.clone()));
-        let served =
-            axum::serve(self.listener, router).with_graceful_shutdown(shutdown).into_future().await.context("local zone");
+        app_api::resume_deliveries(&self.shared);
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .into_future()
+            .await
+            .context("local zone");
         saver.abort();
         persist::write(&self.shared).await;
         served

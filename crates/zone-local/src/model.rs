@@ -296,6 +296,10 @@ pub struct ProgramJob {
     /// The `errcode` of the program's acknowledgement, once it answered (non-zero: it refused the
     /// call there, and the result comes only with its `program_async_job_call_back`).
     pub ack_errcode: Option<i64>,
+    /// The request while it is being delivered (kept, so a zone restarted mid-delivery delivers it
+    /// again: the program recognises a redelivery).
+    #[serde(default)]
+    pub pending_delivery: Option<super::program::ProgramCall>,
     /// Set when the program's result broke the ability's output protocol (790014).
     pub protocol_mismatch: bool,
     /// Messages of an SDK-routed task that could not be used.
@@ -367,6 +371,10 @@ pub struct ZoneData {
     pub outbox: Vec<Value>,
     /// A counter for ids minted at run time.
     pub next_id: u64,
+    /// The least seq a new message or hit gets. A restored zone sets it well past what it kept,
+    /// so a cursor that ran ahead onto messages lost with the previous run never skips new ones.
+    #[serde(default)]
+    pub seq_floor: u64,
 }
 
 impl ZoneData {
@@ -448,10 +456,7 @@ mod pairs {
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
-        map: &BTreeMap<K, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(map.iter())
     }
 

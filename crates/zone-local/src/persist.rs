@@ -29,6 +29,9 @@ use super::model::ZoneData;
 pub const STATE_FILE: &str = "zone-state.json";
 /// The format of [`STATE_FILE`].
 const VERSION: u32 = 1;
+/// How far past the last kept seq a restored zone numbers new messages and hits (more than could
+/// ever have been added, and seen, between the last write and a crash).
+pub const SEQ_GAP: u64 = 1_000_000;
 /// Longest a change made outside a request waits to be written.
 pub const BACKGROUND_SAVE: Duration = Duration::from_millis(500);
 

@@ -32,7 +32,7 @@ pub enum CallFailure {
 pub const CONNECT_FAIL: i64 = 710_674;
 
 /// One request to the program.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProgramCall {
     /// Ability id (empty for events).
     pub ability_id: String,

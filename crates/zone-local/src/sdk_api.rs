@@ -157,6 +157,7 @@ fn spec_notify_app(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> Api
         data.notify_ids.insert(id.clone(), (scene, now + TEN_MINUTES));
         id
     };
+    notify::record(shared, &notify_id, scene);
     let (shared, id) = (shared.clone(), notify_id.clone());
     tokio::spawn(async move { notify::push(&shared, id, scene).await });
     Ok(json!({ "notify_id": notify_id }))

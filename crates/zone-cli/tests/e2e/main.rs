@@ -23,6 +23,7 @@ mod workflows;
 // Reliability and security (README "Reliability and security").
 mod bad_input;
 mod capture;
+mod chaos;
 mod child;
 mod crash;
 mod faults;

@@ -92,6 +92,7 @@ fn expect_job(env: &TestEnv, jobid: &str, job_info: &str, ability: &str) {
         report: None,
         delivery_error: None,
         ack_errcode: None,
+        pending_delivery: None,
         protocol_mismatch: false,
         fail_list: Vec::new(),
     };
@@ -151,7 +152,8 @@ async fn a_store_locked_by_another_connection_delays_writes_and_strands_no_job()
     env.control("faults", json!({"api": "sync_msg", "count": 1, "delay_ms": 1000})).await;
     let stuck = env.app_async("invoke_sync_msg", r#"{"limit":1}"#).await["jobid"].as_str().unwrap().to_owned();
     let pending = || async {
-        let v: Value = env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
         v["pending"].clone()
     };
     poll(pending, |p| p.get("sync_msg").is_none()).await;
@@ -189,7 +191,8 @@ async fn a_full_notify_store_keeps_an_events_messages_until_there_is_room() {
     let w = env.world().await;
     let c = &w["customers"][2];
     let pending = || async {
-        let v: Value = env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
         v["pending"].clone()
     };
     // A first message brings the listing's cursor past the seeded archive.
@@ -210,11 +213,7 @@ async fn a_full_notify_store_keeps_an_events_messages_until_there_is_room() {
     let filler = env.next_notify().await;
     assert_eq!(filler.notify_scene, Some(5));
     // M1's job found no room and waits (released, not failed).
-    poll(
-        || async { json!(env.state.jobs.counts().await.unwrap().queued) },
-        |q| q == 1,
-    )
-    .await;
+    poll(|| async { json!(env.state.jobs.counts().await.unwrap().queued) }, |q| q == 1).await;
     let counts = env.state.jobs.counts().await.unwrap();
     assert_eq!((counts.running, counts.failed), (0, 0), "{counts:?}");
     // The app reads the filler: there is room, and M1 arrives.
@@ -268,7 +267,8 @@ async fn the_local_zone_forgets_nothing_across_restarts_of_either_side_and_never
     env.control("faults", json!({"api": "sync_msg", "count": 1, "delay_ms": 1000})).await;
     let in_flight = env.app_async("invoke_sync_msg", r#"{"limit":1}"#).await["jobid"].as_str().unwrap().to_owned();
     let pending = || async {
-        let v: Value = env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            env.http.get(format!("{}/local/faults", env.zone_url())).send().await.unwrap().json().await.unwrap();
         v["pending"].clone()
     };
     poll(pending, |p| p.get("sync_msg").is_none()).await;
@@ -324,7 +324,10 @@ fn serve_local(config: &Path, fresh: bool) -> (bool, String) {
         .spawn()
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stream).lines() {

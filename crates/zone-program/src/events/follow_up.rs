@@ -152,11 +152,8 @@ async fn store(
         progress.next_part = Some(part + 1);
     }
     let notify_id = NotifyId::generate();
-    let entry = NotifyEntry {
-        notify_id: notify_id.clone(),
-        corp_id: corp.clone(),
-        data: Value::Object(data).to_string(),
-    };
+    let entry =
+        NotifyEntry { notify_id: notify_id.clone(), corp_id: corp.clone(), data: Value::Object(data).to_string() };
     progress.notify_id = Some(notify_id.as_str().to_owned());
     let saved = serde_json::to_string(&*progress).expect("progress serialises");
     let cursor = cursor.and_then(|c| Some((listing(event)?.api.to_owned(), c)));

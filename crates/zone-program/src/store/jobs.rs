@@ -315,7 +315,13 @@ impl Store {
     /// Stores a job's result, due for reporting now, and drops its input. With `hold` the caller
     /// keeps its claim and reports at once (a restart or the lease releases the claim); otherwise
     /// the row is released for any worker.
-    pub async fn job_to_report(&self, claim: Claim, errcode: i64, result: String, hold: bool) -> Result<(), StoreError> {
+    pub async fn job_to_report(
+        &self,
+        claim: Claim,
+        errcode: i64,
+        result: String,
+        hold: bool,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
             conn.execute(
