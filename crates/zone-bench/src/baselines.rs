@@ -2,6 +2,7 @@
 //! own processes:
 //! - `serve-echo`: a bare axum server answering `POST /` with the request body, on the default
 //!   multi-threaded runtime. No decoding, no middleware: the framework floor.
+//! - `serve-threaded`: the same work per request on a thread per connection (blocking `std::net`).
 //! - `serve-one-thread`: what the official demos deploy (protocol/README.md §9): one thread that
 //!   takes one request at a time and, for each, decodes it with the same codec code as the program,
 //!   blocks for a simulated SDK call as long as the local zone's, and encodes the reply. It is the
@@ -47,6 +48,20 @@ pub enum BaselineServer {
         #[arg(long)]
         reply_bytes: usize,
     },
+    /// The same work on a thread per connection with blocking `std::net` I/O (a threaded stdlib
+    /// server: Python's `ThreadingHTTPServer`, a JDK `HttpServer` with a cached thread pool).
+    #[command(hide = true)]
+    ServeThreaded {
+        /// Listen address.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// How long the simulated blocking SDK call takes, in microseconds.
+        #[arg(long)]
+        sdk_latency_us: u64,
+        /// Size of the reply's plaintext, in bytes.
+        #[arg(long)]
+        reply_bytes: usize,
+    },
 }
 
 /// Serves a baseline until the process is killed.
@@ -65,6 +80,14 @@ pub fn serve(server: BaselineServer, config: &Config) -> anyhow::Result<()> {
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(serve_router(listen, one_thread_router(Arc::new(demo), limit)))
+        }
+        BaselineServer::ServeThreaded { listen, sdk_latency_us, reply_bytes } => {
+            let demo = OneThread {
+                sdk: LocalSdk::new(&config.sdk)?,
+                sdk_latency: Duration::from_micros(sdk_latency_us),
+                reply: padded_reply(reply_bytes),
+            };
+            threaded::serve(listen, Arc::new(demo), limit)
         }
     }
 }
@@ -125,6 +148,99 @@ async fn one_thread_handle(State(demo): State<Arc<OneThread>>, headers: HeaderMa
         }
     }
     res
+}
+
+/// The threaded stdlib server: `std::net` only, blocking I/O, one thread per connection, HTTP/1.1
+/// keep-alive with `content-length` bodies (what the load generator sends).
+mod threaded {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    use zone_program::sdk::ZoneSdk as _;
+
+    use super::OneThread;
+
+    pub(super) fn serve(listen: SocketAddr, demo: Arc<OneThread>, body_limit: usize) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(listen)?;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let demo = demo.clone();
+            std::thread::spawn(move || {
+                // A connection ends when the peer closes it or sends what this server cannot read.
+                let _ = connection(stream, &demo, body_limit);
+            });
+        }
+        Ok(())
+    }
+
+    fn connection(stream: TcpStream, demo: &OneThread, body_limit: usize) -> std::io::Result<()> {
+        stream.set_nodelay(true)?;
+        let mut out = stream.try_clone()?;
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) =
+                (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+            let mut headers = Vec::new();
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h)?;
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                    if k == "content-length" {
+                        length = v.parse().map_err(|_| std::io::ErrorKind::InvalidData)?;
+                    }
+                    headers.push((k, v));
+                }
+            }
+            if length > body_limit {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body)?;
+            let (status, reply_headers, reply_body) = if method == "GET" && path == "/healthz" {
+                ("200 OK", Vec::new(), b"ok".to_vec())
+            } else {
+                handle(demo, &headers, &body)
+            };
+            let mut head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                reply_body.len()
+            );
+            for (k, v) in reply_headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            out.write_all(head.as_bytes())?;
+            out.write_all(&reply_body)?;
+        }
+    }
+
+    /// The demo's work: decode, block for the SDK call, encode.
+    fn handle(
+        demo: &OneThread,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (&'static str, Vec<(String, String)>, Vec<u8>) {
+        let Ok(decoded) = demo.sdk.decode("POST", headers, body) else {
+            return ("403 Forbidden", Vec::new(), br#"{"error":"rejected"}"#.to_vec());
+        };
+        std::thread::sleep(demo.sdk_latency);
+        match decoded.reply.build(&demo.reply) {
+            Ok(reply) => ("200 OK", reply.headers, reply.body),
+            Err(_) => ("500 Internal Server Error", Vec::new(), Vec::new()),
+        }
+    }
 }
 
 /// `{"errcode":0,"errmsg":"ok","pad":"…"}` of about `len` bytes.

@@ -10,12 +10,14 @@
 //! by the caller through [`ZoneLauncher`] (the CLI), so nothing here imports it.
 
 mod baselines;
+mod canned;
 mod load;
 mod micro;
 mod process;
 mod report;
 mod requests;
 mod scenario;
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub use baselines::BaselineServer;
 pub use load::{LoadResult, LoadSpec};
 pub use report::{Report, Row};
 pub use scenario::Scenario;
+pub use soak::{SoakReport, run as soak};
 
 use zone_testkit::DevConfig;
 
@@ -70,6 +73,66 @@ pub struct BenchArgs {
     /// The program binary to benchmark (default: this executable).
     #[arg(long, value_name = "PATH")]
     pub program: Option<PathBuf>,
+    /// Another program binary (e.g. the build before a change) measured beside `--program` in the
+    /// same run: every program point runs once with each, back to back, so the two are compared
+    /// under the same machine load. Its rows are marked "(against)".
+    #[arg(long, value_name = "PATH")]
+    pub against: Option<PathBuf>,
+    /// Environment variables (`KEY=VALUE`) for the `--against` program only, e.g. `RUST_LOG=warn`
+    /// to compare one binary at two log levels (`--against` defaults to `--program` then).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub against_env: Vec<(String, String)>,
+    /// What answers the program's SDK calls: `zone`, the local zone (its real work per API, plus
+    /// `--sdk-delay-ms`); or `canned`, a benchmark instrument that only waits `--sdk-delay-ms` and
+    /// answers a sealed canned reply of `--canned-bytes`, so that the program is compared with the
+    /// baselines on the same work (the baselines wait as long as the program's measured SDK call).
+    #[arg(long, value_enum, default_value = "zone")]
+    pub sdk: SdkMode,
+    /// Size of the canned SDK reply's plaintext, in bytes (`--sdk canned`).
+    #[arg(long, default_value_t = 6 * 1024)]
+    pub canned_bytes: usize,
+    /// Open-loop points of the `rate` table, as fractions of the pass-through's measured
+    /// closed-loop maximum: requests are sent on a fixed schedule and latency counts from the
+    /// scheduled time, so a stalled server cannot slow the clients down and hide its stall.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.25,0.5,0.75,0.9")]
+    pub rate_fractions: Vec<f64>,
+    /// A soak instead of the tables: the pass-through for this long (`600s`, `10m`) at `--rate`
+    /// requests per second, every reply verified, the program's memory sampled every second.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub soak: Option<Duration>,
+    /// The soak's fixed rate in requests per second (default: half the closed-loop maximum,
+    /// measured first on the same processes).
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+/// What answers the program's SDK calls in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum SdkMode {
+    /// The local zone: the emulator's real work per API call.
+    #[default]
+    Zone,
+    /// A canned server in the bench process: wait, then a sealed canned reply; nothing else.
+    Canned,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// `600s`, `10m`, `1h`, `1500ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 600s, 10m or 1500ms");
+    let (n, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" | "min" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(bad()),
+    }
 }
 
 /// The report's tables.
@@ -81,6 +144,10 @@ pub enum Table {
     Sizes,
     /// 1 → 1000 concurrent clients.
     Clients,
+    /// The pass-through open-loop at fixed rates: the latency/rate curve.
+    Rate,
+    /// The program's memory after a burst of requests, once the replay cache has emptied.
+    Memory,
 }
 
 /// Starts a local zone for one measurement. The CLI implements it; the program never does.
@@ -105,13 +172,6 @@ pub struct LocalZoneLauncher;
 #[async_trait]
 impl ZoneLauncher for LocalZoneLauncher {
     async fn launch(&self, config: &DevConfig, program_url: String) -> anyhow::Result<RunningZone> {
-        /// Stops the zone's server task when the measurement drops it.
-        struct AbortOnDrop(tokio::task::JoinHandle<anyhow::Result<()>>);
-        impl Drop for AbortOnDrop {
-            fn drop(&mut self) {
-                self.0.abort();
-            }
-        }
         // The bench measures the program: its zone keeps no state between measurements.
         let zone = zone_local::LocalZone::bind_stateless(
             &config.local_zone,
@@ -120,7 +180,7 @@ impl ZoneLauncher for LocalZoneLauncher {
         .await?;
         let url = zone.url();
         let task = tokio::spawn(zone.run_until_stopped(program_url, std::future::pending()));
-        Ok(RunningZone { url, guard: Box::new(AbortOnDrop(task)) })
+        Ok(RunningZone { url, guard: Box::new(canned::AbortOnDrop(task)) })
     }
 }
 
@@ -134,6 +194,17 @@ pub struct BenchEnv {
     pub zone: Option<Arc<dyn ZoneLauncher>>,
     /// Scratch space for stores and logs (removed by the caller).
     pub work_dir: PathBuf,
+    /// A second program measured beside `program` (`--against`).
+    pub against: Option<Against>,
+}
+
+/// The second program of a side-by-side run.
+#[derive(Debug, Clone)]
+pub struct Against {
+    /// Its binary.
+    pub program: PathBuf,
+    /// Extra environment variables for it.
+    pub env: Vec<(String, String)>,
 }
 
 impl BenchEnv {
@@ -169,6 +240,12 @@ pub struct Plan {
     pub micro_rounds: usize,
     /// Sequential SDK calls that calibrate the one-thread baseline.
     pub calibration_calls: usize,
+    /// What answers SDK calls.
+    pub sdk: SdkMode,
+    /// The canned SDK reply's size.
+    pub canned_bytes: usize,
+    /// The `rate` table's points, as fractions of the measured maximum.
+    pub rate_fractions: Vec<f64>,
 }
 
 impl Plan {
@@ -188,6 +265,9 @@ impl Plan {
             sdk_delay: Duration::from_millis(args.sdk_delay_ms),
             micro_rounds: 200,
             calibration_calls: 200,
+            sdk: args.sdk,
+            canned_bytes: args.canned_bytes,
+            rate_fractions: args.rate_fractions.clone(),
         };
         if args.quick {
             plan = plan.quick();
@@ -205,6 +285,7 @@ impl Plan {
         self.sweep_clients = vec![1, 32];
         self.micro_rounds = 5;
         self.calibration_calls = 10;
+        self.rate_fractions = vec![0.5];
         self
     }
 }
@@ -225,9 +306,19 @@ pub fn run(
     };
     let work_dir = std::env::temp_dir().join(format!("zone-program-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
-    let env = BenchEnv { config_file, program, zone, work_dir: work_dir.clone() };
+    let against = (args.against.is_some() || !args.against_env.is_empty()).then(|| Against {
+        program: args.against.clone().unwrap_or_else(|| program.clone()),
+        env: args.against_env.clone(),
+    });
+    let env = BenchEnv { config_file, program, zone, work_dir: work_dir.clone(), against };
     let plan = Plan::from_args(&args);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(duration) = args.soak {
+        let soaked = runtime.block_on(soak::run(&plan, &env, duration, args.rate));
+        let _ = std::fs::remove_dir_all(&work_dir);
+        println!("{}", soaked?.render());
+        return Ok(());
+    }
     let report = runtime.block_on(measure(&plan, &env, |row| eprintln!("{}", row.progress_line())));
     let _ = std::fs::remove_dir_all(&work_dir);
     println!("{}", report?.render());
@@ -239,14 +330,12 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
     let mut report = Report { clients: plan.clients, ..Report::default() };
     let micro = micro::codec_ratio(64 * 1024, plan.micro_rounds);
     report.codec_ratio = Some(micro);
-    let calibration = match &env.zone {
-        Some(zone) => Some(scenario::calibrate(env, zone.as_ref(), plan).await?),
-        None => None,
-    };
+    let sdk = env.zone.is_some() || plan.sdk == SdkMode::Canned;
+    let calibration = if sdk { Some(scenario::calibrate(env, plan).await?) } else { None };
     report.calibration = calibration;
+    report.sdk = plan.sdk;
     // (table, scenario, clients, padded `data` size or the scenario's natural request)
     let mut points: Vec<(&'static str, Scenario, usize, Option<usize>)> = Vec::new();
-    let sdk = calibration.is_some();
     if plan.tables.contains(&Table::Main) {
         let all = [
             Scenario::Echo,
@@ -254,11 +343,15 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
             Scenario::AbilityOne,
             Scenario::ErrorReply,
             Scenario::OneThread,
+            Scenario::Threaded,
             Scenario::PassThrough,
             Scenario::AsyncJob,
         ];
         for scenario in all {
-            if sdk || !scenario.needs_sdk() {
+            // The canned server answers `/sdk/invoke` only: async jobs need the zone's app API.
+            let runs =
+                if scenario == Scenario::AsyncJob { env.zone.is_some() && plan.sdk == SdkMode::Zone } else { true };
+            if runs && (sdk || !scenario.needs_sdk()) {
                 points.push(("main", scenario, plan.clients, None));
             }
         }
@@ -278,15 +371,86 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
             }
         }
     }
+    let mut flip = false;
     for (table, scenario, clients, size) in points {
         let spec = LoadSpec { clients, ..plan.spec };
-        let row =
-            scenario::run_point(env, plan, calibration.as_ref(), scenario, spec, size).await.with_context(|| {
+        for against in variants(env, scenario, &mut flip) {
+            let point = scenario::Point { scenario, spec, data_bytes: size, against, rate: None };
+            let row = scenario::run_point(env, plan, calibration.as_ref(), point).await.with_context(|| {
                 format!("{table} table: {} with {clients} clients, data {size:?} bytes", scenario.name())
             })?;
-        let row = Row { table, ..row };
-        progress(&row);
-        report.rows.push(row);
+            let row = Row { table, ..row };
+            progress(&row);
+            report.rows.push(row);
+        }
+    }
+    if plan.tables.contains(&Table::Memory) {
+        let spec = LoadSpec { clients: plan.clients, ..plan.spec };
+        let mut flip = false;
+        for against in variants(env, Scenario::ErrorReply, &mut flip) {
+            let row = scenario::run_memory_point(env, plan, spec, against).await.context("memory table")?;
+            progress(&row);
+            report.rows.push(row);
+        }
+    }
+    if plan.tables.contains(&Table::Rate) && sdk {
+        rate_table(plan, env, calibration.as_ref(), &mut report, &mut progress).await?;
     }
     Ok(report)
+}
+
+/// The program variants a point runs with: `--program` alone, or both it and `--against`, in an
+/// order that alternates from point to point so that neither always runs first.
+fn variants<'a>(env: &'a BenchEnv, scenario: Scenario, flip: &mut bool) -> Vec<Option<&'a Against>> {
+    match &env.against {
+        Some(against) if scenario.is_program() => {
+            *flip = !*flip;
+            if *flip { vec![None, Some(against)] } else { vec![Some(against), None] }
+        }
+        _ => vec![None],
+    }
+}
+
+/// The `rate` table: the pass-through's closed-loop maximum (the main table's, or measured now),
+/// then open-loop points at fractions of it.
+async fn rate_table(
+    plan: &Plan,
+    env: &BenchEnv,
+    calibration: Option<&scenario::Calibration>,
+    report: &mut Report,
+    progress: &mut impl FnMut(&Row),
+) -> anyhow::Result<()> {
+    let spec = LoadSpec { clients: plan.clients, ..plan.spec };
+    let max = match report.find("main", Scenario::PassThrough, plan.clients) {
+        Some(row) => row.load.throughput(),
+        None => {
+            let point =
+                scenario::Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against: None, rate: None };
+            let row = scenario::run_point(env, plan, calibration, point)
+                .await
+                .context("rate table: the closed-loop maximum")?;
+            let row = Row { table: "rate", ..row };
+            progress(&row);
+            let max = row.load.throughput();
+            report.rows.push(row);
+            max
+        }
+    };
+    anyhow::ensure!(max > 0.0, "rate table: the pass-through answered nothing in the closed loop");
+    report.max_rate = Some(max);
+    let mut flip = false;
+    for &fraction in &plan.rate_fractions {
+        let rate = (max * fraction).max(1.0);
+        for against in variants(env, Scenario::PassThrough, &mut flip) {
+            let point =
+                scenario::Point { scenario: Scenario::PassThrough, spec, data_bytes: None, against, rate: Some(rate) };
+            let row = scenario::run_point(env, plan, calibration, point)
+                .await
+                .with_context(|| format!("rate table: {rate:.0} req/s"))?;
+            let row = Row { table: "rate", ..row };
+            progress(&row);
+            report.rows.push(row);
+        }
+    }
+    Ok(())
 }

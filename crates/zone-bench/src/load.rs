@@ -50,6 +50,8 @@ pub struct LoadResult {
     pub prepared: u64,
     /// Every reply received, warm-up and failures included (CPU time is divided by this).
     pub replies: u64,
+    /// Open loop: the requests scheduled inside the window (0 for a closed loop).
+    pub scheduled: u64,
 }
 
 impl LoadResult {
@@ -186,6 +188,73 @@ impl Client {
         out
     }
 
+    /// The open loop of one connection: take the next due request, wait for its time, send it, and
+    /// count its latency from the time it was due.
+    async fn run_open(
+        self,
+        mut sender: SendRequest<http_body_util::Full<Bytes>>,
+        seed: u64,
+        schedule: Schedule,
+        grace: Duration,
+    ) -> LoadResult {
+        let mut out = LoadResult::default();
+        let mut count = seed;
+        let deadline = tokio::time::Instant::from_std(self.window.until + grace);
+        loop {
+            let i = schedule.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let due = schedule.due(i);
+            if due >= self.window.until {
+                break;
+            }
+            // Not tokio's timer: its 1 ms ticks would send requests in bursts, up to 1 ms late.
+            zone_local::timer::sleep_until(due).await;
+            let req = self.source.next(&self.host);
+            let exchange = async {
+                sender.ready().await?;
+                let res = sender.send_request(req).await?;
+                let (parts, body) = res.into_parts();
+                let body = body.collect().await?.to_bytes();
+                Ok::<_, hyper::Error>((parts, body))
+            };
+            let counted = due >= self.window.from;
+            let outcome = tokio::select! {
+                outcome = exchange => outcome,
+                () = tokio::time::sleep_until(deadline) => {
+                    if counted {
+                        *out.errors.entry("no reply in time".to_owned()).or_default() += 1;
+                    }
+                    break;
+                }
+            };
+            let done = Instant::now();
+            out.replies += u64::from(outcome.is_ok());
+            count += 1;
+            let verdict = match &outcome {
+                Ok((parts, body)) => {
+                    let open = count.is_multiple_of(self.spec.verify_every.max(1));
+                    self.expect.check(parts.status, &parts.headers, body, open)
+                }
+                Err(_) => Err("transport".to_owned()),
+            };
+            if counted {
+                match verdict {
+                    Ok(()) => {
+                        out.ok += 1;
+                        out.latencies_us.push(u32::try_from((done - due).as_micros()).unwrap_or(u32::MAX));
+                    }
+                    Err(kind) => *out.errors.entry(kind).or_default() += 1,
+                }
+            }
+            if outcome.is_err() || sender.is_closed() {
+                match self.reconnect(&mut out, deadline).await {
+                    Some(s) => sender = s,
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
     /// Opens a new connection after the server closed one; counts failures, gives up at the deadline.
     async fn reconnect(
         &self,
@@ -209,6 +278,74 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// Drives `addr` open-loop at `rate` requests per second: request `i` is due at `start + i / rate`,
+/// taken by whichever of the `spec.clients` connections is free (at most that many in flight, like
+/// wrk2), and its latency counts from when it was due, not from when a connection got to it: a
+/// server that stalls is charged for every request that waited behind the stall. Requests due in
+/// the window count; the ones still unanswered `grace` after the window are errors ("no reply in
+/// time"), and the ones no connection could send before the window ended are errors too ("not sent:
+/// every connection busy"), so a rate the server cannot keep up with shows as errors, not as a
+/// lower rate.
+pub async fn drive_open(
+    addr: SocketAddr,
+    spec: LoadSpec,
+    rate: f64,
+    grace: Duration,
+    source: Arc<Source>,
+    expect: Arc<Expect>,
+) -> anyhow::Result<LoadResult> {
+    anyhow::ensure!(rate > 0.0, "the rate must be positive");
+    let mut senders = Vec::with_capacity(spec.clients);
+    for _ in 0..spec.clients {
+        senders.push(connect(addr).await.with_context(|| format!("connecting to {addr}"))?);
+    }
+    let start = Instant::now();
+    let window = Window { from: start + spec.warmup, until: start + spec.warmup + spec.duration };
+    let host = HeaderValue::try_from(addr.to_string()).expect("an address is a header value");
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let schedule = Schedule { start, interval_s: 1.0 / rate, next: next.clone() };
+    let mut tasks = Vec::with_capacity(spec.clients);
+    for (i, sender) in senders.into_iter().enumerate() {
+        let client = Client { addr, host: host.clone(), source: source.clone(), expect: expect.clone(), spec, window };
+        tasks.push(tokio::spawn(client.run_open(sender, i as u64, schedule.clone(), grace)));
+    }
+    let mut total = LoadResult { window: spec.duration, ..LoadResult::default() };
+    for task in tasks {
+        let part = task.await.context("a client task failed")?;
+        total.ok += part.ok;
+        for (kind, n) in part.errors {
+            *total.errors.entry(kind).or_default() += n;
+        }
+        total.latencies_us.extend(part.latencies_us);
+        total.replies += part.replies;
+    }
+    // Every request due in the window: taken by a connection or not.
+    let due_in_window = |i: u64| schedule.due(i) >= window.from && schedule.due(i) < window.until;
+    let first = (spec.warmup.as_secs_f64() * rate).ceil() as u64;
+    let scheduled = (first..).take_while(|&i| schedule.due(i) < window.until).filter(|&i| due_in_window(i)).count();
+    total.scheduled = scheduled as u64;
+    let answered = total.ok + total.error_count();
+    if total.scheduled > answered {
+        *total.errors.entry("not sent: every connection busy".to_owned()).or_default() += total.scheduled - answered;
+    }
+    total.latencies_us.sort_unstable();
+    Ok(total)
+}
+
+/// The open loop's clock: request `i` is due at `start + i × interval`.
+#[derive(Clone)]
+struct Schedule {
+    start: Instant,
+    interval_s: f64,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Schedule {
+    fn due(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 * self.interval_s)
     }
 }
 

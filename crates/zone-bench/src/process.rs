@@ -118,6 +118,11 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The memory and CPU time of process `pid`.
+pub fn pid_usage(pid: u32) -> anyhow::Result<ProcUsage> {
+    proc_usage(&format!("/proc/{pid}"))
+}
+
 /// This process's memory and CPU time (the load generator and the in-process local zone).
 pub fn self_usage() -> anyhow::Result<ProcUsage> {
     proc_usage("/proc/self")

@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
+use super::SdkMode;
 use super::load::LoadResult;
 use super::micro::CodecRatio;
-use super::scenario::{Calibration, JobStats, Scenario};
+use super::scenario::{Calibration, JobStats, MEMORY_WINDOW_SECS, MemoryPoint, Scenario};
 
 /// One measured point.
 #[derive(Debug, Clone)]
@@ -14,6 +15,10 @@ pub struct Row {
     pub table: &'static str,
     /// What ran.
     pub scenario: Scenario,
+    /// Whether the `--against` program ran (not `--program`).
+    pub against: bool,
+    /// The open loop's fixed rate (req/s), or none for a closed loop.
+    pub rate: Option<f64>,
     /// Concurrent clients.
     pub clients: usize,
     /// The HTTP request body, in bytes.
@@ -26,6 +31,8 @@ pub struct Row {
     pub reply_bytes: usize,
     /// For async jobs: what became of them.
     pub jobs: Option<JobStats>,
+    /// For the `memory` table: RSS around a burst.
+    pub memory: Option<MemoryPoint>,
     /// Server CPU time per reply, in microseconds.
     pub server_cpu_us: f64,
     /// This process's CPU time per reply (load generator, plus the local zone when it runs), µs.
@@ -53,16 +60,35 @@ impl Row {
         )
     }
 
+    /// The scenario's name, marked when the `--against` program ran.
+    pub fn label(&self) -> String {
+        if self.against { format!("{} (against)", self.scenario.name()) } else { self.scenario.name().to_owned() }
+    }
+
+    fn rate_cells(&self, max: f64) -> String {
+        let l = &self.load;
+        let rate = self.rate.unwrap_or_default();
+        format!(
+            "| {} | {:.0} | {:.0}% | {:.0} | {} | {} | {} | {} | {} | {:.0} |",
+            self.label(),
+            rate,
+            rate / max.max(1e-9) * 100.0,
+            l.throughput(),
+            ms(l.quantile_us(0.5)),
+            ms(l.quantile_us(0.99)),
+            ms(l.quantile_us(0.999)),
+            ms(l.latencies_us.last().copied().unwrap_or(0)),
+            errors_cell(l),
+            self.server_cpu_us,
+        )
+    }
+
     fn cells(&self) -> String {
         let l = &self.load;
-        let errors = if l.errors.is_empty() {
-            "0".to_owned()
-        } else {
-            l.errors.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
-        };
+        let errors = errors_cell(l);
         format!(
             "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
-            self.scenario.name(),
+            self.label(),
             self.clients,
             human_bytes(self.body_bytes),
             human_bytes(self.reply_bytes),
@@ -90,6 +116,10 @@ pub struct Report {
     pub codec_ratio: Option<CodecRatio>,
     /// The local zone's SDK latency, if a zone ran.
     pub calibration: Option<Calibration>,
+    /// What answered SDK calls.
+    pub sdk: SdkMode,
+    /// The pass-through's closed-loop maximum the `rate` table's fractions are of.
+    pub max_rate: Option<f64>,
 }
 
 /// One target and how the run did against it.
@@ -106,7 +136,12 @@ pub struct Verdict {
 impl Report {
     /// The first row of `table` for `scenario` at `clients`.
     pub fn find(&self, table: &str, scenario: Scenario, clients: usize) -> Option<&Row> {
-        self.rows.iter().find(|r| r.table == table && r.scenario == scenario && r.clients == clients)
+        self.rows.iter().find(|r| r.table == table && r.scenario == scenario && r.clients == clients && !r.against)
+    }
+
+    /// The `--against` program's row beside [`Report::find`]'s.
+    pub fn find_against(&self, table: &str, scenario: Scenario, clients: usize) -> Option<&Row> {
+        self.rows.iter().find(|r| r.table == table && r.scenario == scenario && r.clients == clients && r.against)
     }
 
     /// The targets, measured in this run.
@@ -157,11 +192,33 @@ impl Report {
             ),
             met: self.codec_ratio.map(|m| m.ratio() >= 0.5),
         });
+        let threaded = ratio(main(Scenario::PassThrough), main(Scenario::Threaded));
+        out.push(Verdict {
+            target: "pass-through throughput ≥ 8× the threaded stdlib server",
+            measured: threaded.map_or_else(|| "not measured".to_owned(), |r| format!("{r:.1}×")),
+            met: threaded.map(|r| r >= 8.0),
+        });
         let p99 = main(Scenario::PassThrough).map(|r| r.load.quantile_us(0.99));
         out.push(Verdict {
             target: "pass-through p99 < 5 ms",
             measured: p99.map_or_else(|| "not measured (no local zone)".to_owned(), |p| format!("{} ms", ms(p))),
             met: p99.map(|p| p < 5_000),
+        });
+        let half = self.max_rate.and_then(|max| {
+            self.rows
+                .iter()
+                .filter(|r| r.table == "rate" && !r.against)
+                .filter_map(|r| Some((r, r.rate?)))
+                .min_by(|(_, a), (_, b)| (a / max - 0.5).abs().total_cmp(&(b / max - 0.5).abs()))
+                .map(|(r, rate)| (rate / max, r.load.quantile_us(0.99), r.load.error_count()))
+        });
+        out.push(Verdict {
+            target: "pass-through p99 < 5 ms at 50% of its maximum rate (open loop)",
+            measured: half.map_or_else(
+                || "not measured".to_owned(),
+                |(f, p99, errors)| format!("{} ms at {:.0}%, {errors} errors", ms(p99), f * 100.0),
+            ),
+            met: half.map(|(_, p99, errors)| p99 < 5_000 && errors == 0),
         });
         let idle = self.rows.iter().filter(|r| r.scenario.is_program()).map(|r| r.rss_idle_kib).max();
         out.push(Verdict {
@@ -190,6 +247,39 @@ impl Report {
                 let _ = writeln!(out, "{}", row.cells());
             }
         }
+        let open: Vec<&Row> = self.rows.iter().filter(|r| r.table == "rate" && r.rate.is_some()).collect();
+        if !open.is_empty() {
+            let max = self.max_rate.unwrap_or(1.0);
+            let _ = write!(
+                out,
+                "\n### Open loop: latency against a fixed rate ({} connections; maximum {max:.0} req/s closed-loop; latency from each request's scheduled time)\n\n| scenario | rate req/s | of max | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n",
+                self.clients
+            );
+            for row in open {
+                let _ = writeln!(out, "{}", row.rate_cells(max));
+            }
+        }
+        let memory: Vec<(&Row, &MemoryPoint)> =
+            self.rows.iter().filter_map(|r| Some((r, r.memory.as_ref()?))).collect();
+        if !memory.is_empty() {
+            let _ = write!(
+                out,
+                "\n### Memory after a burst (error reply, {} clients; replay window {MEMORY_WINDOW_SECS} s, RSS once every nonce of the burst has expired)\n\n| program | burst requests | RSS idle MiB | peak MiB | after MiB | kept MiB |\n|---|---:|---:|---:|---:|---:|\n",
+                self.clients
+            );
+            for (row, m) in memory {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:+.1} |",
+                    if row.against { "against" } else { "program" },
+                    m.burst_requests,
+                    mib(m.idle_kib),
+                    mib(m.peak_kib),
+                    mib(m.after_kib),
+                    mib(m.after_kib) - mib(m.idle_kib)
+                );
+            }
+        }
         for row in self.rows.iter().filter(|r| r.table == "main") {
             if let Some(j) = &row.jobs {
                 let _ = writeln!(
@@ -207,9 +297,13 @@ impl Report {
             }
         }
         if let Some(cal) = &self.calibration {
+            let what = match self.sdk {
+                SdkMode::Zone => "the local zone",
+                SdkMode::Canned => "the canned SDK server (it only waits and answers)",
+            };
             let _ = writeln!(
                 out,
-                "\nSDK call to the local zone (sequential, the program's own client): median {} ms, p99 {} ms, response {} B; the one-thread demo blocks that long per request.",
+                "\nSDK call to {what} (sequential, the program's own client): median {} ms, p99 {} ms, response {} B; the demo baselines block that long per request.",
                 ms(cal.sdk_latency.as_micros() as u32),
                 ms(cal.sdk_latency_p99.as_micros() as u32),
                 cal.reply_bytes
@@ -225,6 +319,14 @@ impl Report {
             let _ = writeln!(out, "| {} | {} | {} |", v.target, v.measured, verdict);
         }
         out
+    }
+}
+
+fn errors_cell(l: &LoadResult) -> String {
+    if l.errors.is_empty() {
+        "0".to_owned()
+    } else {
+        l.errors.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -254,12 +356,15 @@ mod tests {
         Row {
             table,
             scenario,
+            against: false,
+            rate: None,
             clients: 64,
             body_bytes: 400,
             data_bytes: None,
             errcode: Some(0),
             reply_bytes: 100,
             jobs: None,
+            memory: None,
             server_cpu_us: 10.0,
             client_cpu_us: 5.0,
             rss_idle_kib: idle_kib,
@@ -292,8 +397,10 @@ mod tests {
         assert_eq!((v[2].measured.as_str(), v[2].met), ("60%", Some(true)));
         assert_eq!((v[3].measured.as_str(), v[3].met), ("not measured", None), "no error-reply row");
         assert_eq!(v[4].met, None, "no codec measurement in this report");
-        assert_eq!((v[5].measured.as_str(), v[5].met), ("6.00 ms", Some(false)));
-        assert_eq!((v[6].measured.as_str(), v[6].met), ("39.1 MiB", Some(false)));
+        assert_eq!((v[5].measured.as_str(), v[5].met), ("not measured", None), "no threaded row");
+        assert_eq!((v[6].measured.as_str(), v[6].met), ("6.00 ms", Some(false)));
+        assert_eq!((v[7].measured.as_str(), v[7].met), ("not measured", None), "no rate table");
+        assert_eq!((v[8].measured.as_str(), v[8].met), ("39.1 MiB", Some(false)));
         let text = report.render();
         assert!(text.contains("| invoke_ pass-through | 64 | 400 B | 100 B | 0 | 2500 |"), "{text}");
     }

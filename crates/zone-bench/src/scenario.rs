@@ -11,7 +11,7 @@ use secrecy::ExposeSecret as _;
 use super::load::{self, LoadSpec};
 use super::process::{self, ServerCommand, ServerProcess};
 use super::requests::{self, Expect, Source};
-use super::{BenchEnv, Plan, Row, RunningZone, ZoneLauncher};
+use super::{Against, BenchEnv, Plan, Row, RunningZone, SdkMode, ZoneLauncher};
 use zone_crypto::cipher::{CallbackCipher, EncodingAesKey};
 use zone_crypto::codec::{CodecSettings, LocalCodec};
 use zone_program::sdk::local::LocalSdk;
@@ -47,6 +47,8 @@ pub enum Scenario {
     ErrorReply,
     /// The one-thread demo baseline (decode, blocking simulated SDK call, encode).
     OneThread,
+    /// The same work on a thread per connection (`std::net`, blocking I/O): a threaded stdlib server.
+    Threaded,
     /// The program passing `invoke_<api>` through to the local zone.
     PassThrough,
     /// Async jobs of the pass-through, submitted through the local zone's `async_program_task`; the
@@ -63,6 +65,7 @@ impl Scenario {
             Self::AbilityOne => "list_abilities, one (no SDK)",
             Self::ErrorReply => "unknown ability (error reply)",
             Self::OneThread => "one-thread demo",
+            Self::Threaded => "threaded stdlib server",
             Self::PassThrough => "invoke_ pass-through",
             Self::AsyncJob => "async job (via app API)",
         }
@@ -70,7 +73,7 @@ impl Scenario {
 
     /// Whether it needs the local zone (directly, or for the calibrated SDK latency).
     pub fn needs_sdk(self) -> bool {
-        matches!(self, Self::OneThread | Self::PassThrough | Self::AsyncJob)
+        matches!(self, Self::OneThread | Self::Threaded | Self::PassThrough | Self::AsyncJob)
     }
 
     /// Whether the server is the program (not a baseline).
@@ -91,8 +94,8 @@ pub struct Calibration {
 }
 
 /// Measures sequential pass-through calls with the program's own SDK client.
-pub async fn calibrate(env: &BenchEnv, zone: &dyn ZoneLauncher, plan: &Plan) -> anyhow::Result<Calibration> {
-    let running = launch_zone(env, zone, "http://127.0.0.1:9".into(), plan.sdk_delay).await?;
+pub async fn calibrate(env: &BenchEnv, plan: &Plan) -> anyhow::Result<Calibration> {
+    let running = launch_sdk(env, plan, "http://127.0.0.1:9".into()).await?;
     let mut config = env.fresh_config()?;
     config.program.sdk.local.zone_url = running.url.clone();
     let sdk = LocalSdk::new(&config.program.sdk)?;
@@ -117,15 +120,32 @@ pub async fn calibrate(env: &BenchEnv, zone: &dyn ZoneLauncher, plan: &Plan) -> 
     Ok(Calibration { sdk_latency: at(0.5), sdk_latency_p99: at(0.99), reply_bytes })
 }
 
+/// One measured point.
+#[derive(Debug, Clone, Copy)]
+pub struct Point<'a> {
+    /// What runs.
+    pub scenario: Scenario,
+    /// Clients and times.
+    pub spec: LoadSpec,
+    /// A padded `data` size, else the scenario's natural request.
+    pub data_bytes: Option<usize>,
+    /// Run the `--against` program instead of `--program`.
+    pub against: Option<&'a Against>,
+    /// Open loop at this many requests per second, else closed loop.
+    pub rate: Option<f64>,
+}
+
+/// How long an open-loop point waits for the replies of the window's last requests.
+const OPEN_LOOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs one point with a fresh server (and, for the pass-through, a fresh local zone).
 pub async fn run_point(
     env: &BenchEnv,
     plan: &Plan,
     calibration: Option<&Calibration>,
-    scenario: Scenario,
-    spec: LoadSpec,
-    data_bytes: Option<usize>,
+    point: Point<'_>,
 ) -> anyhow::Result<Row> {
+    let Point { scenario, spec, data_bytes, against, rate } = point;
     let config = env.fresh_config()?;
     let corp = config.local_zone.corp_id.clone();
     let client = Arc::new(client_codec(&config)?);
@@ -134,16 +154,17 @@ pub async fn run_point(
         Scenario::Ability => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, &data),
         Scenario::AbilityOne => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, NO_SDK_ONE_INPUT),
         Scenario::Echo | Scenario::ErrorReply => requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, &data),
-        Scenario::OneThread | Scenario::PassThrough | Scenario::AsyncJob => {
+        Scenario::OneThread | Scenario::Threaded | Scenario::PassThrough | Scenario::AsyncJob => {
             requests::callback_message(&corp, &format!("invoke_{PASS_THROUGH_API}"), "", false, PASS_THROUGH_REQUEST)
         }
     };
     let source = Arc::new(Source::resigned(&client, config.program.sdk.local.token.clone(), &message, &corp));
     let body_bytes = source.body_len().unwrap_or_default();
-    let (server, zone) = start_server(env, plan, calibration, scenario, &config).await?;
+    let (server, zone) = start_server(env, plan, calibration, scenario, against, &config).await?;
     if scenario == Scenario::AsyncJob {
         let zone = zone.context("the async-job scenario runs with a local zone")?;
-        return run_async_point(&config, &server, &zone, spec).await;
+        let row = run_async_point(&config, &server, &zone, spec).await?;
+        return Ok(Row { against: against.is_some(), ..row });
     }
     let idle = server.usage()?;
     let (errcode, reply_bytes) = match scenario {
@@ -158,18 +179,25 @@ pub async fn run_point(
         Some(errcode) => Expect::Sealed { codec: client.clone(), receive_id: corp.clone(), errcode },
     });
     let (server_before, self_before) = (server.usage()?, process::self_usage()?);
-    let result = load::drive(server.addr, spec, source, expect).await?;
+    let result = match rate {
+        Some(rate) => load::drive_open(server.addr, spec, rate, OPEN_LOOP_GRACE, source, expect).await?,
+        None => load::drive(server.addr, spec, source, expect).await?,
+    };
     let (server_after, self_after) = (server.usage()?, process::self_usage()?);
+    drop(zone);
     let replies = result.replies.max(1) as f64;
     Ok(Row {
         table: "",
         scenario,
+        against: against.is_some(),
+        rate,
         clients: spec.clients,
         body_bytes,
         data_bytes,
         errcode,
         reply_bytes,
         jobs: None,
+        memory: None,
         server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / replies,
         client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / replies,
         rss_idle_kib: idle.rss_kib,
@@ -178,11 +206,117 @@ pub async fn run_point(
     })
 }
 
+/// What the program's memory did around a burst (the `memory` table).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryPoint {
+    /// Requests of the burst (each a fresh nonce in the replay cache).
+    pub burst_requests: u64,
+    /// RSS before the burst, KiB.
+    pub idle_kib: u64,
+    /// Peak RSS, KiB.
+    pub peak_kib: u64,
+    /// RSS once every nonce of the burst has expired and been forgotten, KiB.
+    pub after_kib: u64,
+}
+
+/// The replay window of the `memory` table's program, seconds: short, so that the burst's nonces
+/// expire within the point.
+pub const MEMORY_WINDOW_SECS: u64 = 3;
+
+/// Runs the `memory` point: the error reply closed-loop for `spec.duration` (a burst of fresh
+/// nonces), then, once they have expired (2 × the window, the longest a nonce is kept), a trickle
+/// of requests (the cache forgets on insert), and the RSS after it.
+pub async fn run_memory_point(
+    env: &BenchEnv,
+    plan: &Plan,
+    spec: LoadSpec,
+    against: Option<&Against>,
+) -> anyhow::Result<Row> {
+    let config = env.fresh_config()?;
+    let corp = config.local_zone.corp_id.clone();
+    let client = Arc::new(client_codec(&config)?);
+    let message = requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, "{}");
+    let source = Arc::new(Source::resigned(&client, config.program.sdk.local.token.clone(), &message, &corp));
+    // The program of this point (`--program` or `--against`) with the short replay window.
+    let (program, mut extra) = match against {
+        Some(a) => (a.program.clone(), a.env.clone()),
+        None => (env.program.clone(), Vec::new()),
+    };
+    extra.push(("ZONE_PROGRAM_SDK__LOCAL__REPLAY_WINDOW_SECS".to_owned(), MEMORY_WINDOW_SECS.to_string()));
+    let run_as = Against { program, env: extra };
+    let (server, _zone) = start_server(env, plan, None, Scenario::ErrorReply, Some(&run_as), &config).await?;
+    let (errcode, _) = probe(&server, &source, &client, &corp).await?;
+    anyhow::ensure!(errcode == 900_003, "the memory point's probe answered errcode {errcode}");
+    let idle = server.usage()?;
+    let expect = Arc::new(Expect::Sealed { codec: client, receive_id: corp, errcode: 900_003 });
+    let burst = load::drive(server.addr, spec, source.clone(), expect.clone()).await?;
+    tokio::time::sleep(Duration::from_secs(2 * MEMORY_WINDOW_SECS + 1)).await;
+    let trickle =
+        LoadSpec { clients: 1, warmup: Duration::ZERO, duration: Duration::from_millis(300), verify_every: 1 };
+    let _ = load::drive(server.addr, trickle, source, expect).await?;
+    let after = server.usage()?;
+    Ok(Row {
+        table: "memory",
+        scenario: Scenario::ErrorReply,
+        against: against.is_some(),
+        rate: None,
+        clients: spec.clients,
+        body_bytes: 0,
+        data_bytes: None,
+        errcode: Some(errcode),
+        reply_bytes: 0,
+        jobs: None,
+        memory: Some(MemoryPoint {
+            burst_requests: burst.replies,
+            idle_kib: idle.rss_kib,
+            peak_kib: after.hwm_kib,
+            after_kib: after.rss_kib,
+        }),
+        server_cpu_us: 0.0,
+        client_cpu_us: 0.0,
+        rss_idle_kib: idle.rss_kib,
+        rss_peak_kib: after.hwm_kib,
+        load: burst,
+    })
+}
+
+/// A running pass-through: the program, its SDK peer, and what to send it.
+pub(super) struct Target {
+    /// The program.
+    pub server: ServerProcess,
+    /// Its SDK peer (kept running while this lives).
+    pub _zone: Option<RunningZone>,
+    /// Its requests.
+    pub source: Arc<Source>,
+    /// How its replies are checked.
+    pub expect: Arc<Expect>,
+}
+
+/// Starts the program and its SDK peer for the pass-through and checks one call.
+pub(super) async fn start_pass_through(
+    env: &BenchEnv,
+    plan: &Plan,
+    calibration: &Calibration,
+) -> anyhow::Result<Target> {
+    let config = env.fresh_config()?;
+    let corp = config.local_zone.corp_id.clone();
+    let client = Arc::new(client_codec(&config)?);
+    let ability = format!("invoke_{PASS_THROUGH_API}");
+    let message = requests::callback_message(&corp, &ability, "", false, PASS_THROUGH_REQUEST);
+    let source = Arc::new(Source::resigned(&client, config.program.sdk.local.token.clone(), &message, &corp));
+    let (server, zone) = start_server(env, plan, Some(calibration), Scenario::PassThrough, None, &config).await?;
+    let (errcode, _) = probe(&server, &source, &client, &corp).await?;
+    anyhow::ensure!(errcode == 0, "the pass-through's probe answered errcode {errcode}");
+    let expect = Arc::new(Expect::Sealed { codec: client, receive_id: corp, errcode: 0 });
+    Ok(Target { server, _zone: zone, source, expect })
+}
+
 async fn start_server(
     env: &BenchEnv,
     plan: &Plan,
     calibration: Option<&Calibration>,
     scenario: Scenario,
+    against: Option<&Against>,
     config: &DevConfig,
 ) -> anyhow::Result<(ServerProcess, Option<RunningZone>)> {
     let mut args: Vec<String> = Vec::new();
@@ -195,11 +329,19 @@ async fn start_server(
         ("ZONE_PROGRAM_STORE__PATH".to_owned(), env.work_dir.join("store.sqlite").display().to_string()),
         ("ZONE_PROGRAM_LOCAL_ZONE__DATA_DIR".to_owned(), config.local_zone.data_dir.display().to_string()),
     ];
+    let exe = match against {
+        Some(a) if scenario.is_program() => {
+            envs.extend(a.env.iter().cloned());
+            a.program.clone()
+        }
+        _ => env.program.clone(),
+    };
     match scenario {
         Scenario::Echo => args.extend(["bench", "serve-echo", "--listen", "{listen}"].map(String::from)),
-        Scenario::OneThread => {
-            let cal = calibration.context("the one-thread baseline needs the SDK latency calibration")?;
-            args.extend(["bench", "serve-one-thread", "--listen", "{listen}"].map(String::from));
+        Scenario::OneThread | Scenario::Threaded => {
+            let cal = calibration.context("the demo baselines need the SDK latency calibration")?;
+            let command = if scenario == Scenario::OneThread { "serve-one-thread" } else { "serve-threaded" };
+            args.extend(["bench", command, "--listen", "{listen}"].map(String::from));
             let latency = cal.sdk_latency.as_micros().to_string();
             args.extend(["--sdk-latency-us".into(), latency, "--reply-bytes".into(), cal.reply_bytes.to_string()]);
         }
@@ -211,25 +353,34 @@ async fn start_server(
             args.extend(["serve", "--listen", "{listen}"].map(String::from));
         }
     }
-    let Some(zone) = env.zone.as_ref().filter(|_| matches!(scenario, Scenario::PassThrough | Scenario::AsyncJob))
-    else {
+    if !matches!(scenario, Scenario::PassThrough | Scenario::AsyncJob) {
         envs.push(("ZONE_PROGRAM_SDK__LOCAL__ZONE_URL".to_owned(), "http://127.0.0.1:9".to_owned()));
-        let command = ServerCommand { exe: env.program.clone(), args, env: envs, log };
+        let command = ServerCommand { exe, args, env: envs, log };
         return Ok((command.start().await?, None));
-    };
+    }
     let mut last_error = None;
     for _ in 0..3 {
         let addr = process::free_port()?;
-        let running = launch_zone(env, zone.as_ref(), format!("http://{addr}"), plan.sdk_delay).await?;
+        let running = launch_sdk(env, plan, format!("http://{addr}")).await?;
         let mut envs = envs.clone();
         envs.push(("ZONE_PROGRAM_SDK__LOCAL__ZONE_URL".to_owned(), running.url.clone()));
-        let command = ServerCommand { exe: env.program.clone(), args: args.clone(), env: envs, log: log.clone() };
+        let command = ServerCommand { exe: exe.clone(), args: args.clone(), env: envs, log: log.clone() };
         match command.start_on(addr).await {
             Ok(server) => return Ok((server, Some(running))),
             Err(e) => last_error = Some(e),
         }
     }
     Err(last_error.expect("at least one attempt"))
+}
+
+/// Starts what answers the program's SDK calls in this run: the local zone with its delay fault
+/// armed, or the canned server.
+pub(super) async fn launch_sdk(env: &BenchEnv, plan: &Plan, program_url: String) -> anyhow::Result<RunningZone> {
+    match (plan.sdk, &env.zone) {
+        (SdkMode::Canned, _) => super::canned::start(env, plan.sdk_delay, plan.canned_bytes).await,
+        (SdkMode::Zone, Some(zone)) => launch_zone(env, zone.as_ref(), program_url, plan.sdk_delay).await,
+        (SdkMode::Zone, None) => anyhow::bail!("no local zone to answer SDK calls"),
+    }
 }
 
 async fn launch_zone(
@@ -297,12 +448,15 @@ async fn run_async_point(
     Ok(Row {
         table: "",
         scenario: Scenario::AsyncJob,
+        against: false,
+        rate: None,
         clients: spec.clients,
         body_bytes: source.body_len().unwrap_or_default(),
         data_bytes: None,
         errcode: Some(0),
         reply_bytes: 0,
         jobs: Some(jobs),
+        memory: None,
         server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / per_job,
         client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / per_job,
         rss_idle_kib: idle.rss_kib,

@@ -113,7 +113,7 @@ pub async fn apply(fault: Option<FaultKind>) -> Applied {
     match fault {
         None => Applied::Proceed { pad: 0 },
         Some(FaultKind::Slow(ms)) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            super::timer::sleep(Duration::from_millis(ms)).await;
             Applied::Proceed { pad: 0 }
         }
         Some(FaultKind::Oversized(n)) => Applied::Proceed { pad: n },

@@ -34,6 +34,7 @@ pub mod sdk_msgs;
 pub mod sdk_rules;
 pub mod sdk_search;
 pub mod seed;
+pub mod timer;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;

@@ -16,12 +16,12 @@ pub fn native_selected() -> bool {
 
 /// The shim built by `native/build.sh`.
 pub fn shim_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("native/build/libzone_shim.so")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../native/build/libzone_shim.so")
 }
 
 /// The stub vendor library (a real shared object that is not a shim).
 pub fn stub_sdk_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("native/build/stub/libWeWorkSpecSDK.so")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../native/build/stub/libWeWorkSpecSDK.so")
 }
 
 /// Whether native-only tests can run. Without the build they are skipped, unless the native backend

@@ -32,11 +32,12 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
         program: PathBuf::from(env!("CARGO_BIN_EXE_zone-program")),
         zone: Some(Arc::new(LocalZoneLauncher)),
         work_dir: work.path().to_path_buf(),
+        against: None,
     };
     let report = zone_bench::measure(&plan, &env, |_| {}).await.expect("the quick bench runs");
 
     let tables: Vec<(&str, Scenario)> = report.rows.iter().map(|r| (r.table, r.scenario)).collect();
-    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 7, "{tables:?}");
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 8, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "sizes").count(), 2, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "clients").count(), 3, "{tables:?}");
     for row in &report.rows {
@@ -48,6 +49,7 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
             Scenario::Ability
             | Scenario::AbilityOne
             | Scenario::OneThread
+            | Scenario::Threaded
             | Scenario::PassThrough
             | Scenario::AsyncJob => Some(0),
         };
@@ -71,4 +73,43 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
     {
         assert!(text.contains(heading), "{heading} missing from:\n{text}");
     }
+}
+
+/// The canned SDK peer, the open loop and the soak, each in its shortest form: every reply checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canned_sdk_the_open_loop_and_a_soak_answer_every_request_correctly() {
+    let args =
+        BenchCli::try_parse_from(["bench", "--quick", "--sdk", "canned", "--sdk-delay-ms", "2", "--tables", "rate"])
+            .unwrap()
+            .bench;
+    let mut plan = Plan::from_args(&args);
+    plan.spec.duration = Duration::from_millis(200);
+    plan.clients = 4;
+    let work = tempfile::tempdir().unwrap();
+    // No local zone at all: the canned server answers every SDK call.
+    let env = BenchEnv {
+        config_file: None,
+        program: PathBuf::from(env!("CARGO_BIN_EXE_zone-program")),
+        zone: None,
+        work_dir: work.path().to_path_buf(),
+        against: None,
+    };
+    let report = zone_bench::measure(&plan, &env, |_| {}).await.expect("the canned open-loop bench runs");
+    let calibration = report.calibration.expect("calibrated against the canned server");
+    assert!(calibration.sdk_latency >= Duration::from_millis(2), "the canned server waits: {calibration:?}");
+    assert_eq!(calibration.reply_bytes, 6 * 1024, "the canned reply has the asked size");
+    let open: Vec<_> = report.rows.iter().filter(|r| r.rate.is_some()).collect();
+    assert_eq!(open.len(), 1, "one open-loop point at half the maximum");
+    let row = open[0];
+    assert!(row.load.scheduled > 0 && row.load.ok > 0, "{}", row.progress_line());
+    assert_eq!(row.load.error_count(), 0, "{}: {:?}", row.progress_line(), row.load.errors);
+    assert_eq!(row.load.ok, row.load.scheduled, "every scheduled request answered: {:?}", row.load);
+    assert!(report.render().contains("### Open loop"));
+
+    let soak =
+        zone_bench::soak(&plan, &env, Duration::from_secs(1), Some(100.0)).await.expect("a one-second soak runs");
+    assert_eq!(soak.intervals.len(), 10);
+    assert_eq!(soak.errors(), 0, "{}", soak.render());
+    assert!(soak.intervals.iter().map(|i| i.load.ok).sum::<u64>() >= 50, "{}", soak.render());
+    assert!(soak.render().contains("every reply verified"));
 }

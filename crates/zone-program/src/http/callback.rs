@@ -3,11 +3,14 @@
 //! A request that fails verification gets 403 with a detail-free body (or the SDK-built reply when
 //! the backend builds one); every request that decodes gets 200 with an encoded reply.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::log::RequestFacts;
 use crate::app::AppState;
 use crate::sdk::{DecodeError, Decoded, Reply};
 use crate::telemetry::Metrics;
@@ -15,7 +18,12 @@ use crate::telemetry::Metrics;
 /// Bodies larger than this are decoded on the blocking pool rather than on the async workers.
 const INLINE_DECODE_MAX: usize = 256 * 1024;
 
-pub(super) async fn handle(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn handle(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let headers = sdk_headers(&headers);
     let decoded = decode(&state, method, headers, body).await;
     let Decoded { callback, reply } = match decoded {
@@ -29,12 +37,14 @@ pub(super) async fn handle(State(state): State<AppState>, method: Method, header
             };
         }
     };
-    let span = tracing::Span::current();
-    span.record("corp_id", callback.corp_id.as_str());
-    span.record("ability_id", callback.ability_id.as_str());
-    span.record("call_type", i64::from(callback.call_type));
+    // For the request's closing log line (`http::log`), not recorded into the span as it runs.
+    let facts = RequestFacts {
+        corp_id: callback.corp_id.clone(),
+        ability_id: callback.ability_id.clone(),
+        call_type: i64::from(callback.call_type),
+    };
     let output = crate::dispatch::handle(&state, callback).await;
-    match reply.build(&output) {
+    let mut res = match reply.build(&output) {
         Ok(reply) => {
             Metrics::inc(&state.metrics.callbacks_answered);
             reply_response(reply)
@@ -44,7 +54,9 @@ pub(super) async fn handle(State(state): State<AppState>, method: Method, header
             (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], r#"{"error":"internal"}"#)
                 .into_response()
         }
-    }
+    };
+    res.extensions_mut().insert(facts);
+    res
 }
 
 async fn decode(

@@ -9,6 +9,7 @@
 //! [`install`] gives it a sink (done by `sdk::build` for the native backend).
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tracing::field::{Field, Visit};
@@ -47,10 +48,14 @@ pub trait SdkLog: Send + Sync {
 }
 
 static GLOBAL: RwLock<Option<Arc<dyn SdkLog>>> = RwLock::new(None);
+/// Whether [`GLOBAL`] holds a sink: until then the layer does nothing per span or event (the local
+/// backend never installs one), not even a read of the lock.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Makes the global layer ([`SdkLogLayer::global`]) forward to `sink` from now on.
 pub fn install(sink: Arc<dyn SdkLog>) {
     *GLOBAL.write().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+    INSTALLED.store(true, Ordering::Release);
 }
 
 /// The `tracing` layer forwarding events to an [`SdkLog`].
@@ -72,8 +77,13 @@ impl SdkLogLayer {
     fn sink(&self) -> Option<Arc<dyn SdkLog>> {
         match &self.sink {
             Some(sink) => Some(sink.clone()),
-            None => GLOBAL.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            None if INSTALLED.load(Ordering::Acquire) => GLOBAL.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => None,
         }
+    }
+
+    fn forwarding(&self) -> bool {
+        self.sink.is_some() || INSTALLED.load(Ordering::Acquire)
     }
 }
 
@@ -85,6 +95,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if !self.forwarding() {
+            return;
+        }
         let mut visitor = RequestIdVisitor(None);
         attrs.record(&mut visitor);
         if let (Some(reqid), Some(span)) = (visitor.0, ctx.span(id)) {

@@ -32,7 +32,7 @@ fn a_library_without_the_shim_symbols_is_a_start_error_naming_path_and_symbol() 
 /// The shim built by native/build.sh; None (test skipped) when it is not built, unless
 /// `ZONE_TEST_REQUIRE_NATIVE=1` (scripts/test.sh) makes that a failure.
 fn built_shim() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("native/build/libzone_shim.so");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../native/build/libzone_shim.so");
     if path.exists() {
         return Some(path);
     }
