@@ -172,7 +172,8 @@ pub struct LocalZoneLauncher;
 #[async_trait]
 impl ZoneLauncher for LocalZoneLauncher {
     async fn launch(&self, config: &DevConfig, program_url: String) -> anyhow::Result<RunningZone> {
-        let zone = zone_local::LocalZone::bind(
+        // The bench measures the program: its zone keeps no state between measurements.
+        let zone = zone_local::LocalZone::bind_stateless(
             &config.local_zone,
             zone_program::sdk::local::codec_from_config(&config.program.sdk)?,
         )

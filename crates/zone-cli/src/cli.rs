@@ -4,8 +4,9 @@
 //! `zone-programd` instead (the program's own `serve`, `check-config`, `preflight`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use zone_app::commands::AppArgs;
 use zone_app::keygen::{KeygenArgs, KnownKey};
@@ -85,6 +86,10 @@ pub struct ServeArgs {
     /// Also start the local zone in-process and talk to it (offline development).
     #[arg(long)]
     pub local: bool,
+    /// With --local: wipe the local zone's state and the program's store first, together (the
+    /// demo key pair is kept).
+    #[arg(long, requires = "local")]
+    pub fresh: bool,
     /// The program's own options.
     #[command(flatten)]
     pub program: zone_program::cli::ServeArgs,
@@ -123,7 +128,7 @@ pub fn run() -> anyhow::Result<()> {
             let _log = telemetry::init(&config.program.log);
             let runtime = program::serve_runtime(config.program.sdk.pool_size)?;
             if args.local {
-                runtime.block_on(serve_local(config))
+                runtime.block_on(serve_local(config, args.fresh))
             } else {
                 runtime.block_on(program::serve(config.program))
             }
@@ -166,10 +171,18 @@ fn known_keys(config: &DevConfig) -> Vec<KnownKey> {
 }
 
 /// `serve --local`: the local zone and the program in one process, wired to each other.
-async fn serve_local(config: DevConfig) -> anyhow::Result<()> {
+async fn serve_local(config: DevConfig, fresh: bool) -> anyhow::Result<()> {
     let DevConfig { program: mut config, local_zone: lz, .. } = config;
+    let store = config.store.path.clone();
+    if fresh {
+        wipe_local_state(&store, &lz)?;
+    }
+    let paired = check_pairing(&store, &lz)?;
     // The zone binds first so the program can be pointed at it, then learns the program's URL.
     let zone = LocalZone::bind(&lz, codec_from_config(&config.sdk)?).await?;
+    if paired.is_none() && lz.persist {
+        write_pairing(&store, zone.zone_id())?;
+    }
     if config.sdk.backend != SdkBackend::Local {
         tracing::warn!(configured = ?config.sdk.backend, "--local: the local backend replaces the configured one");
     }
@@ -198,6 +211,80 @@ async fn serve_local(config: DevConfig) -> anyhow::Result<()> {
     let served = app.run_until_stopped(stopped(stop_rx)).await;
     zone_task.abort();
     served
+}
+
+/// The file beside the program's store that names the local zone it was used with (`serve --local`).
+fn pairing_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".local-zone");
+    name.into()
+}
+
+fn write_pairing(store: &Path, zone_id: &str) -> anyhow::Result<()> {
+    let path = pairing_path(store);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&path, zone_id).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `--fresh`: removes the local zone's state and the program's store (with its WAL files and the
+/// pairing mark), together. The demo key pair stays.
+fn wipe_local_state(store: &Path, lz: &LocalZoneConfig) -> anyhow::Result<()> {
+    let with = |suffix: &str| {
+        let mut p = store.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let state = lz.data_dir.join(zone_local::persist::STATE_FILE);
+    for path in [state, with(""), with("-wal"), with("-shm"), pairing_path(store)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "--fresh: removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("--fresh: removing {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to start `serve --local` when the local zone's state and the program's store were not
+/// made together (one is missing, or they belong to different zones): the program would follow
+/// cursors and jobs the zone never issued, and messages would be lost. Returns the zone id the
+/// store is paired with, if any.
+fn check_pairing(store: &Path, lz: &LocalZoneConfig) -> anyhow::Result<Option<String>> {
+    if !lz.persist {
+        return Ok(None);
+    }
+    let dir = &lz.data_dir;
+    let zone = zone_local::persist::zone_id(dir)?;
+    let mark = pairing_path(store);
+    let paired = std::fs::read_to_string(&mark).ok().map(|s| s.trim().to_owned());
+    let fix = "start with `serve --local --fresh` to wipe both, or restore the missing one";
+    match (zone, store.exists(), paired) {
+        (None, false, _) => Ok(None),
+        (Some(zone), true, Some(paired)) if zone == paired => Ok(Some(paired)),
+        (Some(zone), true, Some(paired)) => anyhow::bail!(
+            "the program store {} was used with another local zone ({paired}) than the one kept in {} ({zone}); {fix}",
+            store.display(),
+            dir.display()
+        ),
+        (Some(_), true, None) => anyhow::bail!(
+            "the program store {} was not made with the local zone kept in {} (no pairing mark {}); {fix}",
+            store.display(),
+            dir.display(),
+            mark.display()
+        ),
+        (Some(_), false, _) => anyhow::bail!(
+            "the local zone kept in {} has state but the program store {} is missing; {fix}",
+            dir.display(),
+            store.display()
+        ),
+        (None, true, _) => anyhow::bail!(
+            "the program store {} exists but the local zone has no state in {}; {fix}",
+            store.display(),
+            dir.display()
+        ),
+    }
 }
 
 async fn local_zone_only(config: DevConfig) -> anyhow::Result<()> {

@@ -206,6 +206,8 @@ pub fn async_program_task(shared: &Arc<Shared>, req: &Req, origin: &'static str)
             created: now,
             report: None,
             delivery_error: None,
+            ack_errcode: None,
+            pending_delivery: None,
             protocol_mismatch: false,
             fail_list: Vec::new(),
         };
@@ -227,16 +229,58 @@ pub fn async_program_task(shared: &Arc<Shared>, req: &Req, origin: &'static str)
 }
 
 /// Delivers an async request to the program in the background; a failed delivery (including no
-/// answer within `timeout`) fails the job.
+/// answer within `timeout`) fails the job. The acknowledgement's `errcode` is kept with the job;
+/// as in WeCom, it is not the job's result (that comes with `program_async_job_call_back`).
 pub fn spawn_job_delivery(shared: Arc<Shared>, jobid: String, call: ProgramCall, timeout: Duration) {
+    if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
+        job.pending_delivery = Some(call.clone());
+    }
     tokio::spawn(async move {
-        if let Err(e) = program::call(&shared, call, timeout).await {
-            tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
-            if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
-                job.delivery_error = Some(CONNECT_FAIL);
+        match program::call(&shared, call, timeout).await {
+            Ok(ack) => {
+                let errcode = ack_errcode(&ack);
+                if errcode != 0 {
+                    tracing::info!(jobid, errcode, "the program refused an async job in its acknowledgement");
+                }
+                if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
+                    job.ack_errcode = Some(errcode);
+                    job.pending_delivery = None;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(jobid, error = %e, "async job delivery to the program failed");
+                if let Some(job) = shared.data().program_jobs.get_mut(&jobid) {
+                    job.delivery_error = Some(CONNECT_FAIL);
+                    job.pending_delivery = None;
+                }
             }
         }
+        shared.saver.save().await;
     });
+}
+
+/// Delivers again the async requests a previous run of the zone was delivering when it stopped.
+pub fn resume_deliveries(shared: &Arc<Shared>) {
+    let pending: Vec<(String, ProgramCall)> = shared
+        .data()
+        .program_jobs
+        .values()
+        .filter_map(|j| Some((j.jobid.clone(), j.pending_delivery.clone()?)))
+        .collect();
+    if !pending.is_empty() {
+        tracing::info!(jobs = pending.len(), "delivering again the async jobs a restart interrupted");
+    }
+    let timeout = Duration::from_millis(shared.cfg.program_timeout_ms);
+    for (jobid, call) in pending {
+        spawn_job_delivery(shared.clone(), jobid, call, timeout);
+    }
+}
+
+/// The `errcode` of an acknowledgement (bare or in an `{"output": …}` envelope; 0 when absent).
+fn ack_errcode(ack: &str) -> i64 {
+    let v: Value = serde_json::from_str(ack).unwrap_or_default();
+    let body = v.get("output").filter(|o| o.is_object()).unwrap_or(&v);
+    body.get("errcode").and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// `async_program_result`. While the job runs the reply has `status` 0 and no response fields (the

@@ -28,6 +28,9 @@ pub struct LocalZoneConfig {
     pub seed: u64,
     /// Where the demo data and key pair are kept. Default `data/local-zone`.
     pub data_dir: PathBuf,
+    /// Keep the zone's world (messages, tokens, notify ids, jobs, registered keys, the clock) in
+    /// `data_dir` across restarts, as the real WeCom side forgets nothing. Default true.
+    pub persist: bool,
     /// The app's callback URL for `program_notify`. Default `http://127.0.0.1:9090/callback`, where
     /// `zone-program app listen` receives by default; empty: notifications are only kept in the
     /// outbox (`GET /local/notifications`).
@@ -78,6 +81,7 @@ impl Default for LocalZoneConfig {
             corp_secret: SecretString::from(demo::CORP_SECRET),
             seed: 42,
             data_dir: PathBuf::from("data/local-zone"),
+            persist: true,
             app_callback_url: Some("http://127.0.0.1:9090/callback".into()),
             app_token: SecretString::from(demo::APP_TOKEN),
             app_encoding_aes_key: SecretString::from(demo::APP_KEY),

@@ -140,14 +140,18 @@ async fn archive_message(shared: &Arc<Shared>, body: &str) -> ApiResult {
         let (msgid, seq) = (m.msgid.clone(), m.seq);
         data.messages.push(m);
         if !hits.is_empty() {
-            let hit_seq = data.hits.last().map_or(1, |h| h.seq + 1);
+            let hit_seq = data.hits.last().map_or(1, |h| h.seq + 1).max(data.seq_floor);
             data.hits.push(Hit { seq: hit_seq, msg_seq: seq, rules: hits });
         }
         (msgid, seq, data.hits.last().is_some_and(|h| h.msg_seq == seq))
     };
     let mut out = json!({ "msgid": msgid, "seq": seq, "send_time": now, "hit_keyword": hit });
-    if raise {
-        let token = shared.data().mint_token(TokenKind::NewMessage, now);
+    let token = raise.then(|| shared.data().mint_token(TokenKind::NewMessage, now));
+    let hit_token = (raise && hit).then(|| shared.data().mint_token(TokenKind::HitKeyword, now));
+    // The message (and its tokens) are on disk before anyone can see them: a program that pulls
+    // the message and moves its cursor past it must never meet a zone restarted without it.
+    shared.saver.save().await;
+    if let Some(token) = token {
         let ack = program::raise_event(
             shared,
             "conversation_new_message",
@@ -157,8 +161,7 @@ async fn archive_message(shared: &Arc<Shared>, body: &str) -> ApiResult {
         .await;
         out["token"] = json!(token);
         out["event_ack"] = ack_json(ack);
-        if hit {
-            let token = shared.data().mint_token(TokenKind::HitKeyword, now);
+        if let Some(token) = hit_token {
             let ack = program::raise_event(shared, "hit_keyword", "hit_keyword", json!({"token": token})).await;
             out["hit_token"] = json!(token);
             out["hit_event_ack"] = ack_json(ack);

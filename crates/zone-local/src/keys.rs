@@ -57,6 +57,15 @@ impl KeyStore {
         Ok(())
     }
 
+    /// The keys the app registered (every version but the demo key's 1) as PEM, to keep.
+    pub fn registered(&self) -> Vec<(u32, String)> {
+        self.keys
+            .iter()
+            .filter(|(ver, _)| **ver > 1)
+            .filter_map(|(ver, key)| Some((*ver, key.to_public_key_pem(LineEnding::LF).ok()?)))
+            .collect()
+    }
+
     /// `(encrypted_secret_key, public_key_ver)` of a message under the current key.
     pub fn wrap(&mut self, msgid: &str, secret_key: &str) -> (String, u32) {
         let ver = self.current_ver();

@@ -25,6 +25,7 @@ pub mod faults;
 pub mod keys;
 pub mod model;
 pub mod notify;
+pub mod persist;
 pub mod program;
 pub mod req;
 pub mod sdk_api;
@@ -85,6 +86,8 @@ pub struct Shared {
     faults: Mutex<faults::Faults>,
     /// Every request to the program and what followed it (`GET /local/calls`, the console).
     pub timeline: timeline::Timeline,
+    /// Writes of the zone's state to `data_dir` ([`persist`]).
+    pub saver: persist::Saver,
 }
 
 impl Shared {
@@ -112,18 +115,54 @@ impl Shared {
 impl LocalZone {
     /// Loads (or, on first start, generates) the demo key pair, seeds the world and binds
     /// `local_zone.listen` (port 0 allowed). `codec` holds the program's keys (its `[sdk.local]`).
-    /// Refuses a non-loopback address unless `local_zone.allow_public_demo_keys`.
+    /// With `local_zone.persist` the world kept in `data_dir` is restored ([`persist`]).
     pub async fn bind(config: &LocalZoneConfig, codec: LocalCodec) -> anyhow::Result<Self> {
+        Self::bind_with(config, codec, config.persist).await
+    }
+
+    /// [`LocalZone::bind`], with a fresh world that is not kept (whatever `local_zone.persist` says).
+    pub async fn bind_stateless(config: &LocalZoneConfig, codec: LocalCodec) -> anyhow::Result<Self> {
+        Self::bind_with(config, codec, false).await
+    }
+
+    async fn bind_with(config: &LocalZoneConfig, codec: LocalCodec, persist: bool) -> anyhow::Result<Self> {
         if let Some(why) = config.exposed() {
             anyhow::bail!("refusing to start the local zone: {why}");
         }
-        let cfg = config.clone();
+        let mut cfg = config.clone();
+        cfg.persist = persist;
         let app_key = EncodingAesKey::parse(cfg.app_encoding_aes_key.expose_secret())
             .map_err(|_| anyhow::anyhow!("local_zone.app_encoding_aes_key is not a valid EncodingAESKey"))?;
         let (demo_key, private_key_path) = keys::load_or_generate(&cfg.data_dir)?;
-        let clock = model::ZoneClock::default();
-        let mut data = seed::world(cfg.seed, clock.now());
-        data.receive_program = cfg.program_id.clone();
+        let mut key_store = keys::KeyStore::new(demo_key);
+        let kept = if cfg.persist { persist::load(&cfg.data_dir)? } else { None };
+        let (clock, data, zone_id) = match kept {
+            Some(kept) => {
+                for (ver, pem) in &kept.keys {
+                    key_store.register(pem, *ver).map_err(|why| anyhow::anyhow!("a kept public key: {why}"))?;
+                }
+                tracing::info!(
+                    dir = %cfg.data_dir.display(),
+                    messages = kept.data.messages.len(),
+                    jobs = kept.data.program_jobs.len(),
+                    "local zone state restored"
+                );
+                let mut data = kept.data;
+                let last = data.messages.last().map_or(0, |m| m.seq).max(data.hits.last().map_or(0, |h| h.seq));
+                data.seq_floor = data.seq_floor.max(last + persist::SEQ_GAP);
+                (model::ZoneClock::with_offset(kept.clock_offset), data, kept.zone_id)
+            }
+            None => {
+                let clock = model::ZoneClock::default();
+                let mut data = seed::world(cfg.seed, clock.now());
+                data.receive_program = cfg.program_id.clone();
+                // Ids minted from now on (jobids, job_info, tokens, notify ids) start at a random
+                // point of the 2^64 sequence, so they never repeat those of an earlier zone.
+                data.next_id = rand::random();
+                (clock, data, format!("{:016x}", rand::random::<u64>()))
+            }
+        };
+        let saver = persist::Saver::new(cfg.persist.then_some(cfg.data_dir.as_path()), zone_id);
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("binding local_zone.listen {}", cfg.listen))?;
         let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2)).build()?;
@@ -135,10 +174,13 @@ impl LocalZone {
             http,
             clock,
             data: Mutex::new(data),
-            keys: Mutex::new(keys::KeyStore::new(demo_key)),
+            keys: Mutex::new(key_store),
             faults: Mutex::new(faults::Faults::default()),
             timeline: timeline::Timeline::default(),
+            saver,
         });
+        // A new world is on disk before anything refers to it.
+        persist::write(&shared).await;
         Ok(Self { listener, shared, private_key_path })
     }
 
@@ -157,6 +199,11 @@ impl LocalZone {
         &self.private_key_path
     }
 
+    /// This zone instance's id (kept with its state; new with a new world).
+    pub fn zone_id(&self) -> &str {
+        &self.shared.saver.zone_id
+    }
+
     /// The zone's shared state (tests inspect it; the program never does).
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
@@ -170,7 +217,16 @@ impl LocalZone {
     ) -> anyhow::Result<()> {
         *self.shared.program_url.write().unwrap_or_else(|p| p.into_inner()) = program_url.into();
         let router = router(self.shared.clone());
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).into_future().await.context("local zone")
+        let saver = tokio::spawn(persist::run(self.shared.clone()));
+        app_api::resume_deliveries(&self.shared);
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .into_future()
+            .await
+            .context("local zone");
+        saver.abort();
+        persist::write(&self.shared).await;
+        served
     }
 }
 
@@ -181,6 +237,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(app_api::router())
         .merge(control::router())
         .merge(console::router())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), persist::save_after))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Retention of pullable messages: the last 5 days (sdk-data-apis.md §1.4).
@@ -21,6 +22,16 @@ pub struct ZoneClock {
 }
 
 impl ZoneClock {
+    /// A clock moved `offset` seconds ahead of the system clock (a restarted zone's).
+    pub fn with_offset(offset: i64) -> Self {
+        Self { offset: AtomicI64::new(offset) }
+    }
+
+    /// How far the clock was moved ahead of the system clock, in seconds.
+    pub fn offset(&self) -> i64 {
+        self.offset.load(Ordering::SeqCst)
+    }
+
     /// Unix seconds now, on the zone's clock.
     pub fn now(&self) -> i64 {
         zone_crypto::codec::Clock::now(&zone_crypto::codec::SystemClock) + self.offset.load(Ordering::SeqCst)
@@ -33,7 +44,7 @@ impl ZoneClock {
 }
 
 /// A party of a message: `{type, id}` (1 staff, 2 external contact, 3 robot).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
     /// 1 staff, 2 external, 3 robot.
     pub kind: u8,
@@ -49,7 +60,7 @@ impl Party {
 }
 
 /// A staff member.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Staff {
     /// Open userid (`wo…`).
     pub userid: String,
@@ -64,7 +75,7 @@ pub struct Staff {
 }
 
 /// An external contact.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Customer {
     /// External userid (`wm…`).
     pub external_userid: String,
@@ -77,7 +88,7 @@ pub struct Customer {
 }
 
 /// A group chat member.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Member {
     /// The member.
     pub party: Party,
@@ -86,7 +97,7 @@ pub struct Member {
 }
 
 /// A group chat.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Chat {
     /// `wr…`.
     pub chatid: String,
@@ -105,7 +116,7 @@ pub struct Chat {
 }
 
 /// One archived message. `content` and `secret_key` stay inside the zone.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     /// Position in the archive (1-based, increasing).
     pub seq: u64,
@@ -140,7 +151,7 @@ impl Message {
 }
 
 /// 1:1 consent of a customer towards a staff member.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Consent {
     /// Staff userid.
     pub userid: String,
@@ -153,7 +164,7 @@ pub struct Consent {
 }
 
 /// A keyword rule (sdk-data-apis.md §5).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rule {
     /// Id.
     pub rule_id: String,
@@ -176,7 +187,7 @@ pub struct Rule {
 }
 
 /// One rule's hit on a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleHit {
     /// The rule.
     pub rule_id: String,
@@ -187,7 +198,7 @@ pub struct RuleHit {
 }
 
 /// A record of `get_hit_msg_list`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hit {
     /// Position in the hit log (1-based).
     pub seq: u64,
@@ -198,7 +209,7 @@ pub struct Hit {
 }
 
 /// A knowledge-set document.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Doc {
     /// uint64 id.
     pub docid: u64,
@@ -211,7 +222,7 @@ pub struct Doc {
 }
 
 /// A knowledge set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KnowledgeBase {
     /// `kb…`.
     pub kb_id: String,
@@ -222,7 +233,7 @@ pub struct KnowledgeBase {
 }
 
 /// A customer tag group for `create_customer_tag_task`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagGroup {
     /// Group id.
     pub group_id: String,
@@ -233,7 +244,7 @@ pub struct TagGroup {
 }
 
 /// Kinds of 10-minute tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenKind {
     /// From `conversation_new_message`, for `sync_msg`.
     NewMessage,
@@ -242,7 +253,7 @@ pub enum TokenKind {
 }
 
 /// An export job (sdk-data-apis.md §7).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportJob {
     /// ≤ 64 characters; valid 24 h.
     pub jobid: String,
@@ -255,7 +266,7 @@ pub struct ExportJob {
 }
 
 /// Who created a [`ProgramJob`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobKind {
     /// The app's `async_program_task`.
     App,
@@ -266,7 +277,7 @@ pub enum JobKind {
 }
 
 /// An app `async_program_task` job (or an SDK-routed own model / own program task).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProgramJob {
     /// Who created it.
     pub kind: JobKind,
@@ -282,6 +293,13 @@ pub struct ProgramJob {
     pub report: Option<(i64, String)>,
     /// Set when the request could not be delivered to the program (the job failed).
     pub delivery_error: Option<i64>,
+    /// The `errcode` of the program's acknowledgement, once it answered (non-zero: it refused the
+    /// call there, and the result comes only with its `program_async_job_call_back`).
+    pub ack_errcode: Option<i64>,
+    /// The request while it is being delivered (kept, so a zone restarted mid-delivery delivers it
+    /// again: the program recognises a redelivery).
+    #[serde(default)]
+    pub pending_delivery: Option<super::program::ProgramCall>,
     /// Set when the program's result broke the ability's output protocol (790014).
     pub protocol_mismatch: bool,
     /// Messages of an SDK-routed task that could not be used.
@@ -289,10 +307,10 @@ pub struct ProgramJob {
 }
 
 /// A WeCom-built model task (sentiment, summary, tags, recommendation, general, spam).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelTask {
     /// The API family, e.g. `sentiment` (`get_<family>_result` reads it).
-    pub family: &'static str,
+    pub family: String,
     /// Polls answered so far.
     pub polls: u32,
     /// The finished result payload (status 1) or failure (status 2 with errcode).
@@ -302,7 +320,7 @@ pub struct ModelTask {
 }
 
 /// Everything the zone knows.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ZoneData {
     /// Staff.
     pub staff: Vec<Staff>,
@@ -315,6 +333,7 @@ pub struct ZoneData {
     /// 1:1 consent.
     pub consent: Vec<Consent>,
     /// Group consent: (chatid, external_userid) → (agree, change_time).
+    #[serde(with = "pairs")]
     pub room_consent: BTreeMap<(String, String), (bool, i64)>,
     /// Hide-sensitive-info config by userid: (mobile, idcard, bankno).
     pub hide_config: HashMap<String, (bool, bool, bool)>,
@@ -352,6 +371,10 @@ pub struct ZoneData {
     pub outbox: Vec<Value>,
     /// A counter for ids minted at run time.
     pub next_id: u64,
+    /// The least seq a new message or hit gets. A restored zone sets it well past what it kept,
+    /// so a cursor that ran ahead onto messages lost with the previous run never skips new ones.
+    #[serde(default)]
+    pub seq_floor: u64,
 }
 
 impl ZoneData {
@@ -424,5 +447,25 @@ impl ZoneData {
             _ => None,
         };
         name.unwrap_or(&party.id).to_owned()
+    }
+}
+
+/// A map with non-string keys as a JSON list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }

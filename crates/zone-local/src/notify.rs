@@ -28,21 +28,33 @@ pub fn program_notify_xml(corp_id: &str, create_time: i64, notify_id: &str, scen
     )
 }
 
-/// Records the notification and, when an app callback URL is configured, delivers it.
-pub async fn push(shared: &Shared, notify_id: String, scene: Option<u8>) {
+/// Records the notification in the outbox (before `spec_notify_app` answers, so it is kept with
+/// the zone's state), with `delivered` null until [`push`] has tried the app.
+pub fn record(shared: &Shared, notify_id: &str, scene: Option<u8>) {
     let now = shared.clock.now();
-    let delivered = match shared.cfg.app_callback_url.as_deref().filter(|u| !u.is_empty()) {
-        None => Value::Null,
-        Some(url) => Value::from(deliver(shared, url, &notify_id, scene, now).await),
-    };
-    shared.timeline.notified(&notify_id, scene, delivered.as_bool());
     let mut data = shared.data();
     if data.outbox.len() >= OUTBOX_CAP {
         data.outbox.remove(0);
     }
     data.outbox.push(json!({
-        "notify_id": notify_id, "notify_scene": scene, "create_time": now, "delivered": delivered,
+        "notify_id": notify_id, "notify_scene": scene, "create_time": now, "delivered": Value::Null,
     }));
+}
+
+/// When an app callback URL is configured, delivers a recorded notification and notes the outcome.
+pub async fn push(shared: &Shared, notify_id: String, scene: Option<u8>) {
+    let Some(url) = shared.cfg.app_callback_url.as_deref().filter(|u| !u.is_empty()) else {
+        shared.timeline.notified(&notify_id, scene, None);
+        return;
+    };
+    let delivered = deliver(shared, url, &notify_id, scene, shared.clock.now()).await;
+    shared.timeline.notified(&notify_id, scene, Some(delivered));
+    let mut data = shared.data();
+    if let Some(entry) = data.outbox.iter_mut().rev().find(|n| n["notify_id"] == notify_id.as_str()) {
+        entry["delivered"] = Value::from(delivered);
+    }
+    drop(data);
+    shared.saver.touch();
 }
 
 /// POSTs one encrypted `program_notify`; true when the app answered 2xx.

@@ -34,7 +34,7 @@ pub enum CallFailure {
 pub const CONNECT_FAIL: i64 = 710_674;
 
 /// One request to the program.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProgramCall {
     /// Ability id (empty for events).
     pub ability_id: String,
@@ -46,11 +46,15 @@ pub struct ProgramCall {
     pub job_info: String,
     /// `request_data` or the event JSON.
     pub data: String,
-    /// Who started it, for the timeline (`app`, `console`, `program_task`; events: `event`).
+    /// Who started it, for the timeline (`app`, `console`, `program_task`; events: `event`); not
+    /// kept across a restart.
+    #[serde(skip)]
     pub origin: &'static str,
     /// The timeline's title (the app API name or the event type).
+    #[serde(default)]
     pub title: String,
     /// The zone's jobid of an async call, or empty.
+    #[serde(default)]
     pub jobid: String,
 }
 

@@ -174,6 +174,7 @@ fn spec_notify_app(shared: &Arc<Shared>, msg: &InvokeMessage, req: &Req) -> ApiR
         id
     };
     shared.timeline.link_notify(&msg.ability_id, &msg.job_info, &notify_id);
+    notify::record(shared, &notify_id, scene);
     let (shared, id) = (shared.clone(), notify_id.clone());
     tokio::spawn(async move { notify::push(&shared, id, scene).await });
     Ok(json!({ "notify_id": notify_id }))
@@ -190,8 +191,12 @@ fn program_async_job_call_back(shared: &Arc<Shared>, msg: &InvokeMessage, req: &
     }
     let mut data = shared.data();
     let job = data.program_job_by_info(&msg.job_info).ok_or_else(|| ApiError::invalid("job_info", "no such job"))?;
-    if job.report.is_some() {
-        return Err(ApiError::invalid("job_info", "the job's result was already reported"));
+    match &job.report {
+        // A repeated report of the same result (the program could not record that the first
+        // one arrived) changes nothing and is answered as the first was.
+        Some((code, text)) if *code == errcode && *text == result => return Ok(json!({})),
+        Some(_) => return Err(ApiError::invalid("job_info", "the job's result was already reported")),
+        None => {}
     }
     job.protocol_mismatch = !app_api::output_matches(&shared.cfg, &job.ability_id, &result);
     job.report = Some((errcode, result));

@@ -203,6 +203,7 @@ async fn finish_and_announce(shared: &Shared, jobid: &str) {
             _ => return,
         }
     }
+    shared.saver.touch();
     let _ = program::raise_event(
         shared,
         "chat_archive_export_finished",

@@ -114,7 +114,8 @@ fn create(
 ) -> ApiResult {
     let mut data = shared.data();
     let jobid = data.mint("JOB");
-    data.model_tasks.insert(jobid.clone(), ModelTask { family, polls: 0, outcome, fail_list: fails });
+    data.model_tasks
+        .insert(jobid.clone(), ModelTask { family: family.to_owned(), polls: 0, outcome, fail_list: fails });
     let mut reply = json!({ "jobid": jobid, "fail_list": list.duplicates });
     if let Value::Object(extra) = extra {
         reply.as_object_mut().expect("an object").extend(extra);
@@ -343,6 +344,8 @@ fn own_task(
             created: now,
             report: None,
             delivery_error: None,
+            ack_errcode: None,
+            pending_delivery: None,
             protocol_mismatch: false,
             fail_list: fails,
         });

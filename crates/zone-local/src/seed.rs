@@ -240,7 +240,7 @@ pub fn new_message(
     msgtype: u32,
     content: String,
 ) -> Message {
-    let seq = data.messages.last().map_or(1, |m| m.seq + 1);
+    let seq = data.messages.last().map_or(1, |m| m.seq + 1).max(data.seq_floor);
     Message {
         seq,
         msgid: format!("{:016x}{:08x}_{}", salt, seq, send_time),

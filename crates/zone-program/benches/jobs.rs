@@ -72,12 +72,20 @@ async fn drain(workers: usize, latency: Duration) -> Duration {
     let limits = Limits { notify_ttl_ms: 600_000, max_notify_entries: 10, max_notify_bytes: 1000 };
     let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(SystemClock)).expect("the store opens");
     let sdk = Arc::new(Delayed { latency });
-    let settings = JobSettings { workers, max_pending: 100_000, report_attempts: 3, backoff_ms: 100, max_runs: 5 };
+    let settings = JobSettings {
+        workers,
+        max_pending: 100_000,
+        report_attempts: 3,
+        backoff_ms: 100,
+        max_runs: 5,
+        lease_ms: 60_000,
+    };
     let jobs = Jobs::new(store, sdk.clone(), settings);
     for n in 0..BACKLOG {
         let job = NewJob {
             kind: JobKind::Ability,
             dedupe_key: Some(format!("ability:{n}")),
+            context_prefix: None,
             ctx: ctx(n),
             payload: r#"{"data":"{\"limit\":10}","notify_id":""}"#.into(),
         };

@@ -258,6 +258,9 @@ pub struct StoreConfig {
     pub max_notify_bytes: u64,
     /// Interval of the expired-row purge, in seconds. Default 30.
     pub purge_interval_secs: u64,
+    /// How long a write waits for another connection's lock on the file (a backup, an operator's
+    /// `sqlite3`) before it fails, in milliseconds. Default 5000.
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -268,6 +271,7 @@ impl Default for StoreConfig {
             max_notify_entries: 10_000,
             max_notify_bytes: 64 * 1024 * 1024,
             purge_interval_secs: 30,
+            busy_timeout_ms: 5000,
         }
     }
 }
@@ -294,6 +298,10 @@ pub struct JobsConfig {
     /// an async ability then reports "internal error", an event follow-up delivers what it has.
     /// Default 5.
     pub max_runs: u32,
+    /// How long a worker's claim on a job lasts without renewal, in seconds. A running job renews
+    /// it every third of this; a claim whose worker is gone, or whose outcome could not be recorded
+    /// (store errors), runs out and the job is taken up again without a restart. Default 60.
+    pub claim_lease_secs: u64,
 }
 
 impl Default for JobsConfig {
@@ -306,6 +314,7 @@ impl Default for JobsConfig {
             model_poll_deadline_secs: 120,
             model_poll_interval_ms: 200,
             max_runs: 5,
+            claim_lease_secs: 60,
         }
     }
 }
@@ -432,6 +441,7 @@ impl Config {
         positive("jobs.model_poll_deadline_secs", self.jobs.model_poll_deadline_secs)?;
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
         positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
+        positive("jobs.claim_lease_secs", self.jobs.claim_lease_secs)?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
         for (i, name) in self.abilities.expose_program_apis.iter().enumerate() {
             if !crate::abilities::catalog::PROGRAM_APIS.contains(&name.as_str()) {

@@ -233,7 +233,7 @@ impl EventCx {
     pub async fn checkpoint<T: Serialize>(&self, progress: &T, cursor: Option<(&str, &str)>) -> Result<(), AppError> {
         let saved = serde_json::to_string(progress).map_err(|e| AppError::Internal(e.into()))?;
         let cursor = cursor.map(|(listing, c)| (self.job.ctx.corp_id.clone(), listing.to_owned(), c.to_owned()));
-        Ok(self.store.checkpoint_job(self.job.id, saved, cursor).await?)
+        Ok(self.store.checkpoint_job(self.job.claim(), saved, cursor).await?)
     }
 
     /// The corp's stored cursor of `listing` (e.g. `"sync_msg"`), if any.
@@ -262,7 +262,7 @@ impl EventCx {
                 };
                 let progress = serde_json::to_string(&Notified { notify_id: notify_id.as_str().to_owned() })
                     .expect("a string serialises");
-                self.store.put_notify_for_job(entry, self.job.id, progress, None).await?;
+                self.store.put_notify_for_job(entry, self.job.claim(), progress, None).await?;
                 notify_id
             }
         };
@@ -283,6 +283,7 @@ impl EventCx {
         let next = NewJob {
             kind: JobKind::Event,
             dedupe_key: Some(crate::events::dedupe_key(&self.job.ctx.corp_id, raw, part)),
+            context_prefix: None,
             ctx: self.job.ctx.clone(),
             payload: crate::events::job_payload(raw, part),
         };

@@ -2,8 +2,10 @@
 //! - call_type 1, sync: run the ability now; its output (or error) is the reply;
 //! - call_type 1, `is_async` (async_program_task, or an own-model/own-program task that must be
 //!   answered within 5 s): check the input, record a durable job, acknowledge at once; a worker
-//!   runs it and reports `{errcode, result}` with `program_async_job_call_back`. Bad input is
-//!   refused in the acknowledgement; a full job queue is refused there and reported as well;
+//!   runs it and reports `{errcode, result}` with `program_async_job_call_back`. A refusal (bad
+//!   input, unknown ability, no `job_info`, a full queue, a store error) is the acknowledgement's
+//!   errcode and is reported as well, so every async call ends with one report; a redelivery of
+//!   a finished job has its result reported again;
 //! - call_type 2: record the event's follow-up job and acknowledge ([`crate::events`]).
 //!
 //! Failures become `{errcode, errmsg}` here, wrapped in the configured output envelope. Dispatch only
@@ -19,7 +21,7 @@ use crate::app::AppState;
 use crate::error::{AppError, ErrorCode, is_callers_fault};
 use crate::jobs::payload::{AbilityJob, JobPayload};
 use crate::sdk::{CallType, Callback};
-use crate::store::NewJob;
+use crate::store::{Enqueued, NewJob};
 use crate::telemetry::Metrics;
 
 /// Handles one decoded callback and returns the plaintext to encode as the reply.
@@ -63,40 +65,71 @@ async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppE
 }
 
 async fn accept_async(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
-    // Without its job_info the result could never be reported: refused in the ack.
+    let outcome = enqueue_async(state, callback).await;
+    if let Err(e) = &outcome {
+        // WeCom's answer to an async call is only an acknowledgement: a refusal there alone would
+        // leave the caller's `async_program_result` waiting forever, so it is also reported.
+        report_refusal(state, callback, e);
+    }
+    outcome
+}
+
+/// Checks an async call and records its job (or recognises a redelivery); the `Ok` is the
+/// acknowledgement.
+async fn enqueue_async(state: &AppState, callback: &Callback) -> Result<Output, AppError> {
     if callback.job_info.is_empty() {
-        return Err(AppError::invalid("an async call needs its job_info"));
+        return Err(AppError::invalid("an async call carries no `job_info` to report its result in"));
     }
     // Bad input is refused now, before anything is stored.
     state.abilities.check(&callback.ability_id, &callback.data)?;
-    // A redelivered job (same corp and job context) is recognised and not run twice.
-    let dedupe_key = (!callback.job_info.is_empty()).then(|| {
-        let digest = Sha256::new()
-            .chain_update(callback.corp_id.as_bytes())
-            .chain_update([0])
-            .chain_update(callback.job_info.as_bytes());
-        format!("ability:{}", hex::encode(digest.finalize()))
-    });
+    let (dedupe_key, context_prefix) = ability_dedupe_key(callback);
     let payload =
         JobPayload::Ability(AbilityJob { data: callback.data.clone(), notify_id: callback.notify_id.clone() });
-    let job = NewJob { kind: payload.kind(), dedupe_key, ctx: callback.context(), payload: payload.to_text() };
-    let outcome = match state.jobs.enqueue(job).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            if e.code() == ErrorCode::JobQueueFull {
-                report_refusal(state, callback, &e);
-            }
-            return Err(e);
-        }
+    let job = NewJob {
+        kind: payload.kind(),
+        dedupe_key: Some(dedupe_key),
+        context_prefix: Some(context_prefix),
+        ctx: callback.context(),
+        payload: payload.to_text(),
     };
-    tracing::info!(?outcome, "async call accepted");
+    match state.jobs.enqueue(job).await? {
+        Enqueued::New(id) => tracing::info!(job_id = id, "async call accepted"),
+        Enqueued::Duplicate(id) => tracing::info!(job_id = id, "async call redelivered; its job is under way"),
+        Enqueued::NewSameContext(id) => tracing::warn!(
+            job_id = id,
+            "an async call reuses the job_info of a different earlier request; it runs as a new job"
+        ),
+        Enqueued::Finished { id, report } => {
+            tracing::info!(job_id = id, "async call redelivered after its job finished; its result is reported again");
+            if let Some((errcode, result)) = report {
+                state.jobs.report_refused(callback.context(), errcode, result);
+            }
+        }
+    }
     Ok(Output::Json(json!({ "errcode": 0, "errmsg": "ok" })))
 }
 
-/// A valid async call refused for want of room is also reported (in the background, retried,
-/// bounded: [`crate::jobs::Jobs::report_refused`]), so the caller's `async_program_result` ends
-/// instead of waiting for a job that will never run.
+/// The dedupe key of an async call, and the start it shares with every other request of the same
+/// job context: a redelivery is the same corp, `job_info`, ability and data, nothing less.
+fn ability_dedupe_key(callback: &Callback) -> (String, String) {
+    let context = Sha256::new()
+        .chain_update(callback.corp_id.as_bytes())
+        .chain_update([0])
+        .chain_update(callback.job_info.as_bytes())
+        .finalize();
+    let request = Sha256::new()
+        .chain_update(callback.ability_id.as_bytes())
+        .chain_update([0])
+        .chain_update(callback.data.as_bytes())
+        .finalize();
+    let prefix = format!("ability:{}:", hex::encode(context));
+    (format!("{prefix}{}", hex::encode(request)), prefix)
+}
+
+/// A refused async call is also reported, with the acknowledgement's `{errcode, …}` as its result
+/// (in the background, retried, bounded: [`crate::jobs::Jobs::report_refused`]), so the caller's
+/// `async_program_result` ends instead of waiting for a job that will never run.
 fn report_refusal(state: &AppState, callback: &Callback, e: &AppError) {
-    let (errcode, result) = state.abilities.reply(Err(AppError::Code(e.code())));
-    state.jobs.report_refused(callback.context(), errcode, result);
+    let result = crate::abilities::wrap(state.config.abilities.output_envelope, Output::Json(e.to_reply_json()));
+    state.jobs.report_refused(callback.context(), e.code().code(), result);
 }

@@ -470,6 +470,40 @@ impl TestZone {
         self.tasks.insert(0, task);
     }
 
+    /// Stops the local zone gracefully and starts it again on the same address and `data_dir`, as
+    /// a redeploy of the WeCom side would (with `local_zone.persist` its world is restored). The
+    /// program and the app receiver keep running. (An in-process zone cannot be killed: its open
+    /// connections would keep serving the old state; kill a zone process for that.)
+    pub async fn restart_zone(&mut self) {
+        // `stops[1]` and `tasks[1]` are the zone's (see `start_with`).
+        let _ = self.stops.remove(1).send(());
+        tokio::time::timeout(DEADLINE, self.tasks.remove(1)).await.expect("the zone stops").expect("no panic");
+        let mut cfg = self.zone.cfg.clone();
+        cfg.listen = self.zone_addr;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let zone = loop {
+            let codec = codec_from_config(&self.state.config.sdk).expect("the test codec settings are valid");
+            match LocalZone::bind(&cfg, codec).await {
+                Ok(zone) => break zone,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "the zone does not start again: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        if let Some(f) = &self.hooks.on_zone {
+            f(&zone.shared());
+        }
+        self.zone = zone.shared();
+        let addr = self.addr;
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = zone.run_until_stopped(format!("http://{addr}"), async move { drop(rx.await) }).await;
+        });
+        self.stops.insert(1, stop);
+        self.tasks.insert(1, task);
+    }
+
     /// Waits until the program has no queued or running job, and asserts that none failed.
     pub async fn settle_jobs(&self) -> zone_program::store::JobCounts {
         let counts = self.state.jobs.wait_idle(DEADLINE).await.unwrap_or_else(|c| panic!("jobs still busy: {c:?}"));

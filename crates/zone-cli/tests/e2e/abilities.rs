@@ -359,7 +359,12 @@ async fn bad_inputs_get_their_code_and_change_nothing() {
     poll(|| async { json!(answered()) }, |v| v.as_u64() > Some(answered_before)).await;
     assert_eq!(env.state.store.fingerprint().await.unwrap(), before);
     assert_eq!(env.state.jobs.counts().await.unwrap(), counts);
-    assert_eq!(env.async_result(&jobid).await["status"], 0, "nothing ran");
+    let refused = env.await_async_result(&jobid).await;
+    assert_eq!(
+        (refused["status"].as_i64(), refused["response_errcode"].as_i64()),
+        (Some(1), Some(900_001)),
+        "nothing ran; the refusal is reported: {refused}"
+    );
 
     // The stored data is still there, once.
     let data = response_data(&env.app_call("get_callback_data", "{}", nid).await);

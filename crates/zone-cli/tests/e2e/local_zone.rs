@@ -117,20 +117,22 @@ async fn an_async_task_reaches_the_program_and_its_reported_result_is_returned()
     let reply = env.app_async("long_job", r#"{"n":1}"#).await;
     assert_eq!(reply["errcode"], 0, "{reply}");
     let jobid = reply["jobid"].as_str().unwrap().to_owned();
-    assert_eq!(env.async_result(&jobid).await["status"], 0, "not reported yet");
     let job_info = env.zone.data().program_jobs[&jobid].job_info.clone();
     let ctx = CallContext { corp_id: CORP.into(), agent_id: 1_000_002, ability_id: "long_job".into(), job_info };
     let missing = env.sdk_in(&ctx, "program_async_job_call_back", &json!({"result": "{}"})).await.unwrap();
     assert_eq!(missing["errcode"], 40058, "errcode is required, and a refused report changes nothing");
-    let report = json!({"errcode": 0, "result": "{\"summary\":\"done\"}"});
-    let ack = env.sdk_in(&ctx, "program_async_job_call_back", &report).await.unwrap();
-    assert_eq!(ack["errcode"], 0, "{ack}");
+    // The program knows no `long_job`: it refuses the call and reports the refusal itself.
     let done = env.await_async_result(&jobid).await;
-    assert_eq!(done["status"], 1);
-    assert_eq!(done["response_errcode"], 0);
-    assert_eq!(done["response_data"], "{\"summary\":\"done\"}");
+    assert_eq!((done["status"].as_i64(), done["response_errcode"].as_i64()), (Some(1), Some(900_003)), "{done}");
+    let reported: Value = serde_json::from_str(done["response_data"].as_str().unwrap()).unwrap();
+    assert_eq!(reported["errcode"], 900_003);
+    let report = json!({"errcode": 0, "result": "{\"summary\":\"done\"}"});
     let again = env.sdk_in(&ctx, "program_async_job_call_back", &report).await.unwrap();
     assert_eq!(again["errcode"], 40058, "a job reports once");
+    let same = json!({"errcode": 900_003, "result": done["response_data"]});
+    let repeated = env.sdk_in(&ctx, "program_async_job_call_back", &same).await.unwrap();
+    assert_eq!(repeated["errcode"], 0, "the same report again changes nothing: {repeated}");
+    assert_eq!(env.async_result(&jobid).await, done);
     let stranger = CallContext { job_info: "JIunknown".into(), ..ctx };
     assert_eq!(env.sdk_in(&stranger, "program_async_job_call_back", &report).await.unwrap()["errcode"], 40058);
     assert_eq!(env.async_result("JOBnope").await["errcode"], 40058);
@@ -139,11 +141,8 @@ async fn an_async_task_reaches_the_program_and_its_reported_result_is_returned()
 #[tokio::test]
 async fn an_async_result_that_breaks_the_output_protocol_is_790014() {
     let env = TestEnv::spawn_with(with_protocols).await;
+    // The program knows no `digest`: the refusal it reports has no `summary`.
     let jobid = env.app_async("digest", r#"{"chatid":"wr1"}"#).await["jobid"].as_str().unwrap().to_owned();
-    let job_info = env.zone.data().program_jobs[&jobid].job_info.clone();
-    let ctx = CallContext { corp_id: CORP.into(), agent_id: 1_000_002, ability_id: "digest".into(), job_info };
-    let report = json!({"errcode": 0, "result": "{\"other\":1}"});
-    assert_eq!(env.sdk_in(&ctx, "program_async_job_call_back", &report).await.unwrap()["errcode"], 0);
     assert_eq!(env.await_async_result(&jobid).await["errcode"], 790_014);
 }
 

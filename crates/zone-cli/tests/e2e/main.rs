@@ -25,9 +25,11 @@ mod workflows;
 // Reliability and security (README "Reliability and security").
 mod bad_input;
 mod capture;
+mod chaos;
 mod child;
 mod crash;
 mod faults;
 mod forgery;
 mod hostile;
+mod reliability;
 mod secrets;

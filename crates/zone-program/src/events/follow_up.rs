@@ -1,7 +1,14 @@
 //! The job of one event: pull its follow-up data, store it with the event under a fresh
 //! notify_id, then call `spec_notify_app` with the type's scene. Every step is resumable and
-//! idempotent: listing pages are checkpointed with their cursor, the notify_id is recorded in the
-//! same transaction as the stored data, and a retry after storing only notifies.
+//! idempotent, and no pulled message is lost between pull and store:
+//! - a listing (`sync_msg`, `get_hit_msg_list`) is pulled from the corp's stored cursor while the
+//!   job holds that listing's lock, and the cursor moves in the same transaction that stores what
+//!   was pulled; a run that ends before storing has moved nothing, and the next run (or the next
+//!   event) pulls the same messages again;
+//! - when the notify store is full the job waits ([`EventStep::Wait`]: retried after a backoff
+//!   without counting against `jobs.max_runs`, for up to [`crate::jobs::MAX_WAIT_FOR_ROOM_MS`]);
+//! - the notify_id is recorded in the same transaction as the stored data, and a retry after
+//!   storing only notifies.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -23,19 +30,10 @@ const MAX_PARTS: u32 = 100;
 /// Items asked per listing page (the documented maximum).
 const PAGE_LIMIT: u32 = 1000;
 
-/// The resumable state of an event job.
+/// The resumable state of an event job: set once its notify data is stored.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Progress {
-    /// Listing items pulled so far, and where the listing stands.
-    #[serde(default)]
-    items: Vec<Value>,
-    /// The cursor after the last pulled page.
-    #[serde(default)]
-    cursor: Option<String>,
-    /// Pages pulled so far.
-    #[serde(default)]
-    pages: usize,
-    /// Set once the data is stored: what is left is to notify.
+    /// The notify_id the data is stored under: what is left is to notify.
     #[serde(default)]
     notify_id: Option<String>,
     /// A continuation part to record before notifying.
@@ -48,6 +46,15 @@ struct Listing {
     api: &'static str,
     token: Option<String>,
     need_detail: bool,
+}
+
+/// What a pull of a listing yielded.
+#[derive(Default)]
+struct Pulled {
+    items: Vec<Value>,
+    /// The cursor after the last pulled page, if it moved.
+    cursor: Option<String>,
+    has_more: bool,
 }
 
 /// The stock handler of every event type: pull the follow-up, store it with the event under a
@@ -96,7 +103,8 @@ async fn run(cx: &EventCx, event: &Event) -> EventStep {
     }
 }
 
-/// Pulls the follow-up and stores the notify data; on failure returns the step to take.
+/// Pulls the follow-up and stores the notify data (moving a listing's cursor with it); on
+/// failure returns the step to take.
 async fn store(
     cx: &EventCx,
     event: &Event,
@@ -104,26 +112,29 @@ async fn store(
     progress: &mut Progress,
     last_try: bool,
 ) -> Result<(), EventStep> {
+    // The listing's lock is held from the pull until its cursor moved with the stored data, so
+    // two jobs never pull the same messages.
+    let lock = listing(event).map(|l| cx.events.cursor_lock(&cx.call().corp_id, l.api));
+    let _held = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
     let mut data = event.raw.clone();
     data.insert("errcode".into(), json!(0));
     data.insert("errmsg".into(), json!("ok"));
     data.insert("notify_scene".into(), json!(event.kind.scene()));
     data.insert("part".into(), json!(part));
-    match pull(cx, event, progress).await {
-        Ok(fields) => data.extend(fields),
-        Err(e) if last_try => {
-            tracing::error!(error = %e, "the event follow-up failed; notifying without it");
-            data.insert("follow_up_errcode".into(), json!(e.code().code()));
-            if !progress.items.is_empty() {
-                // Pages already pulled moved the cursor: deliver them, and let a next part go on.
-                data.insert("msg_list".into(), Value::Array(std::mem::take(&mut progress.items)));
-                data.insert("has_more".into(), json!(1));
-            }
-        }
-        Err(e) => {
+    let (fields, cursor, failure) = pull(cx, event).await;
+    data.extend(fields);
+    if let Some(e) = failure {
+        if !last_try {
             tracing::warn!(error = %e, "the event follow-up failed; will retry");
             return Err(EventStep::Retry);
         }
+        // What was pulled before the failure is delivered (the cursor moves past it only); the
+        // rest stays behind the stored cursor for the next event.
+        tracing::error!(error = %e, "the event follow-up failed; notifying with what was pulled");
+        data.insert("follow_up_errcode".into(), json!(e.code().code()));
     }
     // More pages continue as a next part, unless the listing failed: the next event then picks
     // up from the stored cursor (an expired token would only fail again).
@@ -138,95 +149,118 @@ async fn store(
         data: Value::Object(data).to_string(),
     };
     progress.notify_id = Some(notify_id.as_str().to_owned());
-    progress.items = Vec::new();
     let saved = serde_json::to_string(&*progress).expect("progress serialises");
-    match cx.store.put_notify_for_job(entry, cx.job.id, saved, None).await {
+    let cursor = cursor.and_then(|c| Some((listing(event)?.api.to_owned(), c)));
+    match cx.store.put_notify_for_job(entry, cx.job.claim(), saved, cursor).await {
         Ok(()) => Ok(()),
+        Err(StoreError::Full) => {
+            progress.notify_id = None;
+            tracing::warn!("the notify store is full; the event's data waits for room (nothing is lost)");
+            Err(EventStep::Wait)
+        }
         Err(e) => {
             progress.notify_id = None;
-            let full = matches!(e, StoreError::Full);
-            tracing::warn!(error = %e, full, "storing the event's notify data failed");
+            tracing::warn!(error = %e, "storing the event's notify data failed");
             Err(if last_try { EventStep::Failed } else { EventStep::Retry })
         }
     }
 }
 
-/// The follow-up fields of `event`.
-async fn pull(cx: &EventCx, event: &Event, progress: &mut Progress) -> Result<Map<String, Value>, AppError> {
+/// The listing `event` follows, if any.
+fn listing(event: &Event) -> Option<Listing> {
+    match &event.follow_up {
+        FollowUp::SyncMsg { token } => Some(Listing { api: "sync_msg", token: token.clone(), need_detail: false }),
+        FollowUp::HitMsgList { token } => {
+            Some(Listing { api: "get_hit_msg_list", token: token.clone(), need_detail: true })
+        }
+        _ => None,
+    }
+}
+
+/// The follow-up fields of `event`, the listing cursor after what they hold (to move when they
+/// are stored), and the failure that cut the pull short, if any.
+async fn pull(cx: &EventCx, event: &Event) -> (Map<String, Value>, Option<String>, Option<AppError>) {
     let sdk = cx.sdk();
     let mut fields = Map::new();
-    match &event.follow_up {
-        FollowUp::SyncMsg { token } => {
-            let listing = Listing { api: "sync_msg", token: token.clone(), need_detail: false };
-            let has_more = pull_listing(cx, &listing, progress).await?;
-            fields.insert("msg_list".into(), Value::Array(std::mem::take(&mut progress.items)));
-            fields.insert("has_more".into(), json!(i32::from(has_more)));
-        }
-        FollowUp::HitMsgList { token } => {
-            let listing = Listing { api: "get_hit_msg_list", token: token.clone(), need_detail: true };
-            let has_more = pull_listing(cx, &listing, progress).await?;
-            fields.insert("msg_list".into(), Value::Array(std::mem::take(&mut progress.items)));
-            fields.insert("has_more".into(), json!(i32::from(has_more)));
-        }
-        FollowUp::AgreeSingle { userid, external_userid } => {
-            let pair = AgreePair { userid: userid.clone(), external_userid: external_userid.clone() };
-            let reply = sdk.get_agree_status_single(AgreeSingleRequest { item: vec![pair] }).await?;
-            fields.insert("agreeinfo".into(), Value::Array(reply.agreeinfo));
-        }
-        FollowUp::AgreeRoom { chatid } => {
-            let reply = sdk.get_agree_status_room(ChatIdRequest { chatid: chatid.clone() }).await?;
-            fields.insert("agreeinfo".into(), Value::Array(reply.agreeinfo));
-        }
-        FollowUp::ExportStatus { jobid } => {
-            let mut reply = sdk.get_chatdata_export_job_status(JobIdRequest { jobid: jobid.clone() }).await?;
-            reply.fields.remove("errcode");
-            reply.fields.remove("errmsg");
-            fields.insert("export_job".into(), Value::Object(reply.fields));
-        }
-        FollowUp::None => {}
-    }
     if event.kind == EventType::Other {
         tracing::info!("an undocumented event type is forwarded without follow-up");
     }
-    Ok(fields)
+    if let Some(listing) = listing(event) {
+        let (pulled, failure) = pull_listing(cx, &listing).await;
+        if failure.is_none() || !pulled.items.is_empty() {
+            fields.insert("msg_list".into(), Value::Array(pulled.items));
+            fields.insert("has_more".into(), json!(i32::from(pulled.has_more || failure.is_some())));
+        }
+        return (fields, pulled.cursor, failure);
+    }
+    let outcome: Result<(), AppError> = async {
+        match &event.follow_up {
+            FollowUp::AgreeSingle { userid, external_userid } => {
+                let pair = AgreePair { userid: userid.clone(), external_userid: external_userid.clone() };
+                let reply = sdk.get_agree_status_single(AgreeSingleRequest { item: vec![pair] }).await?;
+                fields.insert("agreeinfo".into(), Value::Array(reply.agreeinfo));
+            }
+            FollowUp::AgreeRoom { chatid } => {
+                let reply = sdk.get_agree_status_room(ChatIdRequest { chatid: chatid.clone() }).await?;
+                fields.insert("agreeinfo".into(), Value::Array(reply.agreeinfo));
+            }
+            FollowUp::ExportStatus { jobid } => {
+                let mut reply = sdk.get_chatdata_export_job_status(JobIdRequest { jobid: jobid.clone() }).await?;
+                reply.fields.remove("errcode");
+                reply.fields.remove("errmsg");
+                fields.insert("export_job".into(), Value::Object(reply.fields));
+            }
+            FollowUp::SyncMsg { .. } | FollowUp::HitMsgList { .. } | FollowUp::None => {}
+        }
+        Ok(())
+    }
+    .await;
+    (fields, None, outcome.err())
 }
 
-/// Pulls up to [`PAGES_PER_PART`] pages of `listing` from the corp's stored cursor, checkpointing
-/// items and cursor after every page. Returns whether more remain.
-async fn pull_listing(cx: &EventCx, listing: &Listing, progress: &mut Progress) -> Result<bool, AppError> {
-    let lock = cx.events.cursor_lock(&cx.call().corp_id, listing.api);
-    let _held = lock.lock().await;
-    if progress.cursor.is_none() && progress.pages == 0 {
-        progress.cursor = cx.cursor(listing.api).await?;
-    }
-    while progress.pages < PAGES_PER_PART {
+/// Pulls up to [`PAGES_PER_PART`] pages of `listing` from the corp's stored cursor (the caller
+/// holds the listing's lock). Returns what was pulled, and the failure that stopped it early.
+async fn pull_listing(cx: &EventCx, listing: &Listing) -> (Pulled, Option<AppError>) {
+    let mut pulled = Pulled::default();
+    let mut cursor = match cx.cursor(listing.api).await {
+        Ok(c) => c,
+        Err(e) => return (pulled, Some(e)),
+    };
+    for _ in 0..PAGES_PER_PART {
         // Empty cursor or token fields are left out: the SDK refuses them (protocol README §9).
-        let cursor = progress.cursor.clone().filter(|c| !c.is_empty());
+        let page_cursor = cursor.clone().filter(|c| !c.is_empty());
         let page = if listing.need_detail {
             let request = HitMsgListRequest {
-                cursor,
+                cursor: page_cursor,
                 token: listing.token.clone(),
                 need_detail: Some(1),
                 limit: Some(PAGE_LIMIT),
                 begin_time: None,
             };
-            cx.sdk().get_hit_msg_list(request).await?
+            cx.sdk().get_hit_msg_list(request).await
         } else {
-            let request =
-                SyncMsgRequest { cursor, token: listing.token.clone(), limit: Some(PAGE_LIMIT), ..Default::default() };
-            cx.sdk().sync_msg(request).await?
+            let request = SyncMsgRequest {
+                cursor: page_cursor,
+                token: listing.token.clone(),
+                limit: Some(PAGE_LIMIT),
+                ..Default::default()
+            };
+            cx.sdk().sync_msg(request).await
         };
-        let MsgPage { has_more, next_cursor: next, msg_list, .. } = page;
-        progress.items.extend(msg_list);
-        progress.pages += 1;
+        let MsgPage { has_more, next_cursor: next, msg_list, .. } = match page {
+            Ok(page) => page,
+            Err(e) => return (pulled, Some(e.into())),
+        };
+        pulled.items.extend(msg_list);
         if !next.is_empty() {
-            progress.cursor = Some(next.clone());
+            cursor = Some(next.clone());
+            pulled.cursor = Some(next.clone());
         }
-        let cursor = (!next.is_empty()).then_some((listing.api, next.as_str()));
-        cx.checkpoint(&*progress, cursor).await?;
         if !has_more || next.is_empty() {
-            return Ok(false);
+            pulled.has_more = false;
+            return (pulled, None);
         }
+        pulled.has_more = true;
     }
-    Ok(true)
+    (pulled, None)
 }

@@ -184,6 +184,10 @@ pub enum EventStep {
     Retry,
     /// Gave up: the job ends as failed (and is counted).
     Failed,
+    /// Not failed but blocked (e.g. no room in the notify store for what it must store): run again
+    /// after a backoff, without counting against `jobs.max_runs` (for up to
+    /// [`crate::jobs::MAX_WAIT_FOR_ROOM_MS`]).
+    Wait,
 }
 
 /// Handles the events of one or more types (registered with
@@ -315,6 +319,7 @@ pub async fn accept(state: &AppState, callback: &Callback) -> Result<Value, AppE
     let job = NewJob {
         kind: JobKind::Event,
         dedupe_key: Some(dedupe_key(&callback.corp_id, &event.raw, 0)),
+        context_prefix: None,
         ctx: callback.context(),
         payload: job_payload(&event.raw, 0),
     };

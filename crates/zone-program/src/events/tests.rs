@@ -216,12 +216,21 @@ mod follow_ups {
     }
 
     async fn state(sdk: Arc<Double>, max_runs: u32) -> (tempfile::TempDir, AppState) {
+        state_with(sdk, max_runs, |_| {}).await
+    }
+
+    async fn state_with(
+        sdk: Arc<Double>,
+        max_runs: u32,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::load(None, Vec::new()).unwrap();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.store.path = dir.path().join("s.sqlite");
         config.jobs.report_backoff_ms = 1;
         config.jobs.max_runs = max_runs;
+        tweak(&mut config);
         let app = App::build_with_sdk(config, sdk).await.unwrap();
         (dir, app.state().clone())
     }
@@ -290,7 +299,7 @@ mod follow_ups {
     }
 
     #[tokio::test]
-    async fn a_failure_mid_listing_resumes_from_the_checkpoint_without_repeating_a_page() {
+    async fn a_failure_mid_listing_pulls_again_from_the_stored_cursor_and_delivers_each_message_once() {
         let sdk = Double::with_items(6);
         let (_dir, state) = state(sdk.clone(), 5).await;
         sdk.fail_after("sync_msg", 1, 1);
@@ -298,7 +307,8 @@ mod follow_ups {
         drive(&state).await;
         let cursors: Vec<Option<String>> =
             sdk.calls("sync_msg").iter().map(|r| r["cursor"].as_str().map(str::to_owned)).collect();
-        assert_eq!(cursors, [None, Some("c2".into()), Some("c2".into()), Some("c4".into())]);
+        // Nothing is stored (and no cursor moves) before the whole pull is: the retry starts over.
+        assert_eq!(cursors, [None, Some("c2".into()), None, Some("c2".into()), Some("c4".into())]);
         let data = take(&state, &sdk.calls("spec_notify_app")[0]).await;
         let ids: Vec<&str> =
             data["msg_list"].as_array().unwrap().iter().map(|m| m["msgid"].as_str().unwrap()).collect();
@@ -367,7 +377,7 @@ mod follow_ups {
     #[tokio::test]
     async fn pages_pulled_before_a_lasting_failure_are_delivered_without_a_further_part() {
         let sdk = Double::with_items(6);
-        let (_dir, state) = state(sdk.clone(), 2).await;
+        let (_dir, state) = state(sdk.clone(), 1).await;
         sdk.fail_after("sync_msg", 1, 100);
         accept(&state, &event_callback(new_message("T"))).await.unwrap();
         drive(&state).await;
@@ -377,6 +387,38 @@ mod follow_ups {
         assert_eq!(data["msg_list"].as_array().unwrap().len(), 2, "the page pulled before the failure");
         assert_eq!((data["has_more"].clone(), data["follow_up_errcode"].clone()), (json!(1), json!(900_101)));
         assert_eq!(state.store.cursor(CORP, "sync_msg").await.unwrap().as_deref(), Some("c2"));
+    }
+
+    #[tokio::test]
+    async fn a_full_store_keeps_the_messages_behind_the_cursor_and_delivers_them_once_there_is_room() {
+        let sdk = Double::with_items(3);
+        let (_dir, state) = state_with(sdk.clone(), 2, |c| c.store.max_notify_entries = 1).await;
+        accept(&state, &event_callback(new_message("T"))).await.unwrap();
+        // Something else takes the only slot before the job stores.
+        let filler = NotifyId::generate();
+        let entry = crate::store::NotifyEntry { notify_id: filler.clone(), corp_id: CORP.into(), data: "{}".into() };
+        state.store.put_notify(entry).await.unwrap();
+        let runner: Arc<dyn JobRunner> = crate::jobs::runner::Runner::new(state.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while sdk.calls("sync_msg").len() < 5 {
+            state.jobs.run_until_empty(&runner).await.unwrap();
+            assert!(tokio::time::Instant::now() < deadline, "the job was not tried again");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let counts = state.jobs.counts().await.unwrap();
+        assert_eq!((counts.unfinished(), counts.failed), (1, 0), "waiting is not failing (max_runs is 2): {counts:?}");
+        assert_eq!(state.store.cursor(CORP, "sync_msg").await.unwrap(), None, "the cursor did not move");
+        assert!(sdk.calls("spec_notify_app").is_empty());
+        state.store.take_notify(CORP, &filler).await.unwrap().unwrap();
+        drive(&state).await;
+        let notifies = sdk.calls("spec_notify_app");
+        assert_eq!(notifies.len(), 1);
+        let data = take(&state, &notifies[0]).await;
+        let ids: Vec<&str> =
+            data["msg_list"].as_array().unwrap().iter().map(|m| m["msgid"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["m0", "m1", "m2"]);
+        assert_eq!(state.store.cursor(CORP, "sync_msg").await.unwrap().as_deref(), Some("c3"));
+        assert_eq!(state.jobs.counts().await.unwrap().failed, 0);
     }
 
     #[tokio::test]

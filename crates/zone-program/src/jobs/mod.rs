@@ -12,6 +12,7 @@ pub mod runner;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::config::JobsConfig;
 use crate::error::{AppError, ErrorCode};
 use crate::sdk::{self, CallContext, ZoneSdk};
-use crate::store::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase, Store, StoreError};
+use crate::store::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase, Store, StoreError};
 
 /// The SDK API that reports an async job's result (sdk-data-apis.md §2.1).
 pub const REPORT_API: &str = "program_async_job_call_back";
@@ -39,6 +40,15 @@ const REFUSAL_SENDERS: usize = 4;
 const REFUSAL_ROOM_PER_PENDING: usize = 4;
 /// ...and at least this many, however small `jobs.max_pending` is (about 1 MiB at most).
 const MIN_REFUSAL_ROOM: usize = 1024;
+/// Tries to record a job's outcome while the store fails (a lock held by another connection
+/// beyond `store.busy_timeout_ms`)...
+const RECORD_ATTEMPTS: u32 = 6;
+/// ...the first one this long after the failure, doubling (about 6 s in all, plus the busy
+/// waits); after the last the claim's lease releases the job.
+const RECORD_BACKOFF_MS: u64 = 100;
+/// How long a job may wait for room in the store (a full notify store) before it gives up,
+/// counted from when it was accepted: a day.
+pub const MAX_WAIT_FOR_ROOM_MS: i64 = 24 * 3600 * 1000;
 
 /// What running a job produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +66,10 @@ pub enum Step {
     Retry,
     /// Gave up; the job ends as failed.
     Failed,
+    /// Not failed but blocked (no room in the store for what it must store): run again after a
+    /// backoff without counting this run against `jobs.max_runs`, for up to
+    /// [`MAX_WAIT_FOR_ROOM_MS`] after the job was accepted.
+    Wait,
 }
 
 /// Runs the jobs of each kind. Implemented by the dispatcher, which knows abilities and events.
@@ -79,6 +93,8 @@ pub struct JobSettings {
     pub backoff_ms: u64,
     /// Most runs of one job (retries and restarts included) before it gives up.
     pub max_runs: u32,
+    /// How long a claim lasts without renewal, in milliseconds.
+    pub lease_ms: i64,
 }
 
 impl JobSettings {
@@ -90,6 +106,7 @@ impl JobSettings {
             report_attempts: config.report_attempts,
             backoff_ms: config.report_backoff_ms,
             max_runs: config.max_runs,
+            lease_ms: i64::try_from(config.claim_lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
         }
     }
 }
@@ -142,8 +159,9 @@ impl Jobs {
         Ok(outcome)
     }
 
-    /// Reports `{errcode, result}` in `ctx` for an async call that was refused without a job row
-    /// (the queue was full), so the caller's `async_program_result` ends. In the background, at
+    /// Reports `{errcode, result}` in `ctx` for an async call that has no job row to report it
+    /// (it was refused: bad input, a full queue, a store error; or it is a redelivery of a job
+    /// that finished), so the caller's `async_program_result` ends. In the background, at
     /// most [`REFUSAL_SENDERS`] at a time, retried like a job's report; at most
     /// [`REFUSAL_ROOM_PER_PENDING`] × `max_pending` (at least [`MIN_REFUSAL_ROOM`]) wait (beyond
     /// that a refusal is logged and not reported). Returns whether it was taken on.
@@ -197,7 +215,7 @@ impl Jobs {
     /// Tests use it to drive jobs deterministically instead of sleeping.
     pub async fn run_until_empty(&self, runner: &Arc<dyn JobRunner>) -> Result<usize, StoreError> {
         let mut steps = 0;
-        while let Some(job) = self.store.claim_job().await? {
+        while let Some(job) = self.store.claim_job(self.settings.lease_ms).await? {
             self.process(runner, job).await;
             steps += 1;
         }
@@ -232,7 +250,7 @@ impl Jobs {
             let wake = self.wake.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            match self.store.claim_job().await {
+            match self.store.claim_job(self.settings.lease_ms).await {
                 Ok(Some(job)) => {
                     self.process(&runner, job).await;
                     continue;
@@ -257,14 +275,16 @@ impl Jobs {
     /// Advances one claimed job by one step and records the outcome.
     #[tracing::instrument(skip_all, fields(job_id = job.id, kind = ?job.kind, corp_id = %job.ctx.corp_id, ability_id = %job.ctx.ability_id))]
     async fn process(&self, runner: &Arc<dyn JobRunner>, job: JobRow) {
+        let heartbeat = self.keep_claim(job.claim());
         let outcome = match job.phase {
             Phase::Run => self.run_phase(runner, job).await,
             Phase::Report => self.report_phase(job).await,
             Phase::Done | Phase::Failed => Ok(()),
         };
+        heartbeat.abort();
         if let Err(e) = outcome {
-            // The row stays claimed only until the next start; log once here.
-            tracing::error!(error = %e, "recording a job outcome failed");
+            // The row stays claimed until its lease runs out (or the next start); log once here.
+            tracing::error!(error = %e, "recording a job outcome failed; the job is taken up again when its claim runs out");
         }
         // A step may have released a row (a retry due later, a report due now): one idle worker
         // looks again; a busy one finds it when it claims its next job.
@@ -272,11 +292,63 @@ impl Jobs {
         self.changed.notify_waiters();
     }
 
+    /// Renews `claim`'s lease every third of it while the job is processed.
+    fn keep_claim(&self, claim: Claim) -> JoinHandle<()> {
+        let store = self.store.clone();
+        let lease = self.settings.lease_ms;
+        tokio::spawn(async move {
+            let period = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1).max(1));
+            loop {
+                tokio::time::sleep(period).await;
+                match store.renew_claim(claim, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %e, "renewing a job's claim failed"),
+                }
+            }
+        })
+    }
+
+    /// Records an outcome with `write`, retried with a backoff while the store fails.
+    async fn record<F, Fut>(&self, write: F) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match write().await {
+                Ok(()) => return Ok(()),
+                Err(e @ (StoreError::ClaimLost | StoreError::Closed | StoreError::Corrupt(_))) => return Err(e),
+                Err(e) if attempt >= RECORD_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "recording a job outcome failed; will retry");
+                    let backoff = RECORD_BACKOFF_MS << (attempt - 1).min(10);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, claim: Claim, phase: Phase) -> Result<(), StoreError> {
+        self.record(|| self.store.finish_job(claim, phase)).await
+    }
+
+    async fn retry(&self, claim: Claim, next_ms: i64, attempts: u32, uncount: bool) -> Result<(), StoreError> {
+        self.record(|| self.store.retry_job(claim, next_ms, attempts, uncount)).await
+    }
+
+    async fn to_report(&self, claim: Claim, errcode: i64, result: &str, hold: bool) -> Result<(), StoreError> {
+        self.record(|| self.store.job_to_report(claim, errcode, result.to_owned(), hold)).await
+    }
+
     async fn run_phase(&self, runner: &Arc<dyn JobRunner>, job: JobRow) -> Result<(), StoreError> {
-        let (id, kind, runs, ctx) = (job.id, job.kind, job.runs, job.ctx.clone());
+        let (claim, kind, runs, ctx) = (job.claim(), job.kind, job.runs, job.ctx.clone());
+        let (created_ms, attempts) = (job.created_ms, job.attempts);
         if runs > self.settings.max_runs {
             tracing::warn!(runs, "job exceeded its runs; giving up");
-            return self.give_up(id, kind).await;
+            return self.give_up(claim, kind).await;
         }
         let last_try = runs >= self.settings.max_runs;
         let task = {
@@ -288,7 +360,7 @@ impl Jobs {
             Err(e) => {
                 tracing::error!(panicked = e.is_panic(), "job run aborted");
                 match kind {
-                    JobKind::Ability => return self.give_up(id, kind).await,
+                    JobKind::Ability => return self.give_up(claim, kind).await,
                     JobKind::Event if last_try => Step::Failed,
                     JobKind::Event => Step::Retry,
                 }
@@ -298,45 +370,56 @@ impl Jobs {
             Step::Report { errcode, result } => {
                 // The result is recorded (still claimed by this worker) before it is reported, so a
                 // restart reports it without running the job again; then it is reported at once.
-                self.store.job_to_report(id, errcode, result.clone(), true).await?;
-                self.report(id, &ctx, 0, errcode, &result).await
+                self.to_report(claim, errcode, &result, true).await?;
+                self.report(claim, &ctx, 0, errcode, &result).await
             }
-            Step::Done => self.store.finish_job(id, Phase::Done).await,
+            Step::Done => self.finish(claim, Phase::Done).await,
             Step::Retry if !last_try => {
                 let next = self.store.clock().now_ms() + self.backoff_ms(runs) as i64;
                 tracing::info!(runs, "job will be retried");
-                self.store.retry_job(id, next, 0).await
+                self.retry(claim, next, 0, false).await
             }
             Step::Retry | Step::Failed => {
                 tracing::error!(runs, "job failed");
-                self.store.finish_job(id, Phase::Failed).await
+                self.finish(claim, Phase::Failed).await
+            }
+            Step::Wait => {
+                let now = self.store.clock().now_ms();
+                if now - created_ms > MAX_WAIT_FOR_ROOM_MS {
+                    tracing::error!(runs, "job waited too long for room in the store; giving up");
+                    return self.finish(claim, Phase::Failed).await;
+                }
+                let next = now + self.backoff_ms(attempts + 1) as i64;
+                tracing::info!(waits = attempts + 1, "job waits for room in the store");
+                self.retry(claim, next, attempts + 1, true).await
             }
         }
     }
 
     /// An ability job that cannot run reports an internal error; any other job fails.
-    async fn give_up(&self, id: i64, kind: JobKind) -> Result<(), StoreError> {
+    async fn give_up(&self, claim: Claim, kind: JobKind) -> Result<(), StoreError> {
         match kind {
             JobKind::Ability => {
                 let err = AppError::Code(ErrorCode::Internal);
-                self.store.job_to_report(id, err.code().code(), err.to_reply_json().to_string(), false).await
+                self.to_report(claim, err.code().code(), &err.to_reply_json().to_string(), false).await
             }
-            JobKind::Event => self.store.finish_job(id, Phase::Failed).await,
+            JobKind::Event => self.finish(claim, Phase::Failed).await,
         }
     }
 
     async fn report_phase(&self, job: JobRow) -> Result<(), StoreError> {
+        let claim = job.claim();
         let Some((errcode, result)) = job.report else {
-            return self.store.finish_job(job.id, Phase::Failed).await;
+            return self.finish(claim, Phase::Failed).await;
         };
-        self.report(job.id, &job.ctx, job.attempts, errcode, &result).await
+        self.report(claim, &job.ctx, job.attempts, errcode, &result).await
     }
 
     /// Sends the claimed job `id`'s report, which failed `attempts` times so far, and records the
     /// outcome: done, a retry after a backoff, or failed after `report_attempts`.
     async fn report(
         &self,
-        id: i64,
+        claim: Claim,
         ctx: &CallContext,
         attempts: u32,
         errcode: i64,
@@ -348,17 +431,17 @@ impl Jobs {
         match outcome {
             Ok(_) => {
                 tracing::info!(errcode, "job result reported");
-                self.store.finish_job(id, Phase::Done).await
+                self.finish(claim, Phase::Done).await
             }
             Err(e) => {
                 let attempts = attempts + 1;
                 if attempts >= self.settings.report_attempts {
                     tracing::error!(error = %e, attempts, "reporting the job result failed; giving up");
-                    return self.store.finish_job(id, Phase::Failed).await;
+                    return self.finish(claim, Phase::Failed).await;
                 }
                 tracing::warn!(error = %e, attempts, "reporting the job result failed; will retry");
                 let next = self.store.clock().now_ms() + self.backoff_ms(attempts) as i64;
-                self.store.retry_job(id, next, attempts).await
+                self.retry(claim, next, attempts, false).await
             }
         }
     }

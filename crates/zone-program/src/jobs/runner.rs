@@ -47,6 +47,7 @@ impl JobRunner for Runner {
                 crate::events::EventStep::Done => Step::Done,
                 crate::events::EventStep::Retry => Step::Retry,
                 crate::events::EventStep::Failed => Step::Failed,
+                crate::events::EventStep::Wait => Step::Wait,
             },
         }
     }

@@ -69,7 +69,7 @@ struct Fixture {
 }
 
 fn settings() -> JobSettings {
-    JobSettings { workers: 2, max_pending: 10, report_attempts: 3, backoff_ms: 100, max_runs: 3 }
+    JobSettings { workers: 2, max_pending: 10, report_attempts: 3, backoff_ms: 100, max_runs: 3, lease_ms: 60_000 }
 }
 
 fn fixture() -> Fixture {
@@ -87,7 +87,7 @@ fn ctx() -> CallContext {
 }
 
 fn job(kind: JobKind, key: &str) -> NewJob {
-    NewJob { kind, dedupe_key: Some(key.into()), ctx: ctx(), payload: "{}".into() }
+    NewJob { kind, dedupe_key: Some(key.into()), context_prefix: None, ctx: ctx(), payload: "{}".into() }
 }
 
 fn report(errcode: i64, result: &str) -> Option<Step> {
@@ -116,7 +116,11 @@ async fn a_redelivered_job_is_recognised_and_not_run_again() {
     let first = f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
     f.jobs.run_until_empty(&runner).await.unwrap();
     let Enqueued::New(id) = first else { panic!() };
-    assert_eq!(f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap(), Enqueued::Duplicate(id));
+    assert_eq!(
+        f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap(),
+        Enqueued::Finished { id, report: Some((0, "{}".into())) },
+        "recognised, with its result to report again"
+    );
     assert_eq!(f.jobs.run_until_empty(&runner).await.unwrap(), 0);
     assert_eq!(f.sdk.reports.lock().unwrap().len(), 1);
 }
@@ -203,7 +207,7 @@ async fn a_job_interrupted_too_often_by_restarts_reports_failure() {
     let path = f._dir.path().join("s.sqlite");
     let limits = f.store.limits();
     for _ in 0..3 {
-        assert!(f.store.claim_job().await.unwrap().is_some());
+        assert!(f.store.claim_job(60_000).await.unwrap().is_some());
         drop(Store::open_with(&path, limits, f.clock.clone()).unwrap());
     }
     let script = Script::new(vec![report(0, "{}")]);

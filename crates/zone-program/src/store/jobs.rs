@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::{OptionalExtension as _, Row, params};
 
-use super::{Store, StoreError, set_cursor};
+use super::{Store, StoreError};
 use crate::sdk::CallContext;
 
 /// What a job does.
@@ -76,17 +76,24 @@ pub struct NewJob {
     pub kind: JobKind,
     /// A key that makes a second enqueue of the same work a no-op.
     pub dedupe_key: Option<String>,
+    /// The start shared by the dedupe keys of every request made in the same job context: a
+    /// recorded key with this start but another request is reported as
+    /// [`Enqueued::NewSameContext`] (the new job is recorded all the same).
+    pub context_prefix: Option<String>,
     /// The SDK context to run and report in.
     pub ctx: CallContext,
     /// The input (ability `data` or event JSON). Request content: never logged.
     pub payload: String,
 }
 
-/// A recorded job.
+/// A recorded job, as claimed by one worker.
 #[derive(Clone)]
 pub struct JobRow {
     /// Row id.
     pub id: i64,
+    /// Which claim of the row this is: an outcome is recorded only while it is still the row's
+    /// current claim (a claim whose lease ran out may have been taken over).
+    pub claim_no: i64,
     /// What it does.
     pub kind: JobKind,
     /// The SDK context.
@@ -103,12 +110,22 @@ pub struct JobRow {
     pub attempts: u32,
     /// The result to report: `(errcode, result)`.
     pub report: Option<(i64, String)>,
+    /// When it was recorded (Unix ms).
+    pub created_ms: i64,
+}
+
+impl JobRow {
+    /// The claim under which this row was handed out.
+    pub fn claim(&self) -> Claim {
+        Claim { id: self.id, no: self.claim_no }
+    }
 }
 
 impl std::fmt::Debug for JobRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobRow")
             .field("id", &self.id)
+            .field("claim_no", &self.claim_no)
             .field("kind", &self.kind)
             .field("phase", &self.phase)
             .field("runs", &self.runs)
@@ -118,13 +135,32 @@ impl std::fmt::Debug for JobRow {
     }
 }
 
-/// The outcome of an enqueue.
+/// One worker's hold on a job row: the row id and the claim number it was handed out under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// Row id.
+    pub id: i64,
+    /// Claim number (see [`JobRow::claim_no`]).
+    pub no: i64,
+}
+
+/// The outcome of an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     /// A new row.
     New(i64),
-    /// A row with the same dedupe key exists; nothing was added.
+    /// A new row, although a different request with the same job context was recorded before.
+    NewSameContext(i64),
+    /// The same request is recorded and not finished; nothing was added.
     Duplicate(i64),
+    /// The same request is recorded and finished; nothing was added. `report` is the result it
+    /// reported (ability jobs), so a redelivery can still be answered.
+    Finished {
+        /// Row id.
+        id: i64,
+        /// `(errcode, result)`, if it had one.
+        report: Option<(i64, String)>,
+    },
 }
 
 /// Job rows by state.
@@ -147,7 +183,8 @@ impl JobCounts {
     }
 }
 
-const COLUMNS: &str = "id, kind, ctx, payload, progress, phase, runs, attempts, report_errcode, report_result";
+const COLUMNS: &str =
+    "id, kind, ctx, payload, progress, phase, runs, attempts, report_errcode, report_result, claim_no, created_ms";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
     let kind: String = r.get(1)?;
@@ -158,6 +195,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
     let build = || -> Result<JobRow, StoreError> {
         Ok(JobRow {
             id: r.get(0)?,
+            claim_no: r.get(10)?,
             kind: JobKind::parse(&kind).ok_or(StoreError::Corrupt("job kind"))?,
             ctx: serde_json::from_str(&ctx).map_err(|_| StoreError::Corrupt("job context"))?,
             payload: r.get(3)?,
@@ -166,9 +204,19 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
             runs: r.get(6)?,
             attempts: r.get(7)?,
             report: errcode.zip(result),
+            created_ms: r.get(11)?,
         })
     };
     Ok(build())
+}
+
+/// The smallest string above every string that starts with `prefix` (its last byte plus one), so
+/// `key >= prefix AND key < end` finds the keys with that start through the index.
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_owned();
+    let last = end.pop().map_or(1, |c| u32::from(c) + 1);
+    end.push(char::from_u32(last).unwrap_or(char::MAX));
+    end
 }
 
 impl Store {
@@ -178,17 +226,36 @@ impl Store {
         let now = self.clock.now_ms();
         let unfinished = self.unfinished.clone();
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = super::write_tx(conn)?;
             if let Some(key) = &job.dedupe_key {
-                let existing: Option<i64> =
-                    tx.query_row("SELECT id FROM jobs WHERE dedupe_key = ?1", params![key], |r| r.get(0)).optional()?;
-                if let Some(id) = existing {
-                    return Ok(Enqueued::Duplicate(id));
+                let existing: Option<(i64, String, Option<i64>, Option<String>)> = tx
+                    .query_row(
+                        "SELECT id, phase, report_errcode, report_result FROM jobs WHERE dedupe_key = ?1",
+                        params![key],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                if let Some((id, phase, errcode, result)) = existing {
+                    return Ok(match Phase::parse(&phase) {
+                        Some(Phase::Done | Phase::Failed) => Enqueued::Finished { id, report: errcode.zip(result) },
+                        _ => Enqueued::Duplicate(id),
+                    });
                 }
             }
             if unfinished.load(Ordering::SeqCst) >= max_pending {
                 return Err(StoreError::QueueFull);
             }
+            let same_context = match &job.context_prefix {
+                Some(prefix) => tx
+                    .query_row(
+                        "SELECT 1 FROM jobs WHERE dedupe_key >= ?1 AND dedupe_key < ?2 LIMIT 1",
+                        params![prefix, prefix_end(prefix)],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some(),
+                None => false,
+            };
             let ctx = serde_json::to_string(&job.ctx).expect("a context serialises");
             tx.execute(
                 "INSERT INTO jobs (kind, dedupe_key, ctx, payload, phase, next_ms, created_ms)
@@ -198,40 +265,62 @@ impl Store {
             let id = tx.last_insert_rowid();
             tx.commit()?;
             unfinished.fetch_add(1, Ordering::SeqCst);
-            Ok(Enqueued::New(id))
+            Ok(if same_context { Enqueued::NewSameContext(id) } else { Enqueued::New(id) })
         })
         .await
     }
 
-    /// Claims the job that is due first, if any, counting a run when it is in the run phase.
-    pub async fn claim_job(&self) -> Result<Option<JobRow>, StoreError> {
+    /// Claims the job that is due first, if any, for `lease_ms`, counting a run when it is in the
+    /// run phase. A claimed row whose lease ran out is due again.
+    pub async fn claim_job(&self, lease_ms: i64) -> Result<Option<JobRow>, StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
             let sql = format!(
-                "UPDATE jobs SET claimed = 1, runs = runs + (phase = 'run')
-                 WHERE id = (SELECT id FROM jobs WHERE claimed = 0 AND phase IN ('run', 'report') AND next_ms <= ?1
+                "UPDATE jobs SET claimed = 1, lease_ms = ?2, claim_no = claim_no + 1, runs = runs + (phase = 'run')
+                 WHERE id = (SELECT id FROM jobs WHERE phase IN ('run', 'report') AND next_ms <= ?1
+                             AND (claimed = 0 OR lease_ms <= ?1)
                              ORDER BY next_ms, id LIMIT 1)
                  RETURNING {COLUMNS}"
             );
-            conn.query_row(&sql, params![now], job_from_row).optional()?.transpose()
+            conn.query_row(&sql, params![now, now + lease_ms], job_from_row).optional()?.transpose()
         })
         .await
     }
 
-    /// Records resumable state of a running job and, optionally, moves one of its corp's cursors
-    /// in the same transaction.
+    /// Extends `claim` to `lease_ms` from now; false when the claim is no longer the row's.
+    pub async fn renew_claim(&self, claim: Claim, lease_ms: i64) -> Result<bool, StoreError> {
+        let until = self.clock.now_ms() + lease_ms;
+        self.call(move |conn| {
+            let changed = conn.execute(
+                "UPDATE jobs SET lease_ms = ?3 WHERE id = ?1 AND claim_no = ?2 AND claimed = 1",
+                params![claim.id, claim.no, until],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Records resumable state of a running job held under `claim` and, in the same transaction,
+    /// moves the corp's stored cursor `(corp_id, listing, value)` when given (a handler whose
+    /// progress holds what it pulled). A lost claim records nothing ([`StoreError::ClaimLost`]).
     pub async fn checkpoint_job(
         &self,
-        id: i64,
+        claim: Claim,
         progress: String,
         cursor: Option<(String, String, String)>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute("UPDATE jobs SET progress = ?2 WHERE id = ?1", params![id, progress])?;
+            let tx = super::write_tx(conn)?;
+            let held = tx.execute(
+                "UPDATE jobs SET progress = ?3 WHERE id = ?1 AND claim_no = ?2",
+                params![claim.id, claim.no, progress],
+            )?;
+            if held != 1 {
+                return Err(StoreError::ClaimLost);
+            }
             if let Some((corp_id, name, value)) = cursor {
-                set_cursor(&tx, &corp_id, &name, &value, now)?;
+                super::set_cursor(&tx, &corp_id, &name, &value, now)?;
             }
             tx.commit()?;
             Ok(())
@@ -240,43 +329,54 @@ impl Store {
     }
 
     /// Stores a job's result, due for reporting now, and drops its input. With `hold` the caller
-    /// keeps its claim and reports at once (a restart releases the claim); otherwise the row is
-    /// released for any worker.
-    pub async fn job_to_report(&self, id: i64, errcode: i64, result: String, hold: bool) -> Result<(), StoreError> {
+    /// keeps its claim and reports at once (a restart or the lease releases the claim); otherwise
+    /// the row is released for any worker.
+    pub async fn job_to_report(
+        &self,
+        claim: Claim,
+        errcode: i64,
+        result: String,
+        hold: bool,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
             conn.execute(
-                "UPDATE jobs SET phase = 'report', claimed = ?5, attempts = 0, report_errcode = ?2,
-                 report_result = ?3, payload = '', progress = NULL, next_ms = ?4 WHERE id = ?1",
-                params![id, errcode, result, now, hold],
+                "UPDATE jobs SET phase = 'report', claimed = ?6, attempts = 0, report_errcode = ?3,
+                 report_result = ?4, payload = '', progress = NULL, next_ms = ?5
+                 WHERE id = ?1 AND claim_no = ?2",
+                params![claim.id, claim.no, errcode, result, now, hold],
             )?;
             Ok(())
         })
         .await
     }
 
-    /// Releases a job to be tried again at `next_ms`, with `attempts` failed tries so far.
-    pub async fn retry_job(&self, id: i64, next_ms: i64, attempts: u32) -> Result<(), StoreError> {
+    /// Releases a job to be tried again at `next_ms`, with `attempts` failed tries so far. With
+    /// `uncount` the run that just ended is not counted against `jobs.max_runs` (it waited for
+    /// room rather than failed).
+    pub async fn retry_job(&self, claim: Claim, next_ms: i64, attempts: u32, uncount: bool) -> Result<(), StoreError> {
         self.call(move |conn| {
             conn.execute(
-                "UPDATE jobs SET claimed = 0, next_ms = ?2, attempts = ?3 WHERE id = ?1",
-                params![id, next_ms, attempts],
+                "UPDATE jobs SET claimed = 0, next_ms = ?3, attempts = ?4, runs = MAX(runs - ?5, 0)
+                 WHERE id = ?1 AND claim_no = ?2",
+                params![claim.id, claim.no, next_ms, attempts, uncount],
             )?;
             Ok(())
         })
         .await
     }
 
-    /// Ends a job as [`Phase::Done`] or [`Phase::Failed`], dropping its input and result.
-    pub async fn finish_job(&self, id: i64, phase: Phase) -> Result<(), StoreError> {
+    /// Ends a job as [`Phase::Done`] or [`Phase::Failed`], dropping its input (its result, if
+    /// any, stays with the dedupe key, so a redelivery can be answered).
+    pub async fn finish_job(&self, claim: Claim, phase: Phase) -> Result<(), StoreError> {
         debug_assert!(matches!(phase, Phase::Done | Phase::Failed));
         let now = self.clock.now_ms();
         let unfinished = self.unfinished.clone();
         self.call(move |conn| {
             let changed = conn.execute(
-                "UPDATE jobs SET phase = ?2, claimed = 0, payload = '', progress = NULL, report_result = NULL,
-                 finished_ms = ?3 WHERE id = ?1 AND phase IN ('run', 'report')",
-                params![id, phase.as_str(), now],
+                "UPDATE jobs SET phase = ?3, claimed = 0, payload = '', progress = NULL, finished_ms = ?4
+                 WHERE id = ?1 AND claim_no = ?2 AND phase IN ('run', 'report')",
+                params![claim.id, claim.no, phase.as_str(), now],
             )?;
             if changed == 1 {
                 unfinished.fetch_sub(1, Ordering::SeqCst);
@@ -324,11 +424,12 @@ impl Store {
         .await
     }
 
-    /// When the earliest unclaimed unfinished job is due, if any.
+    /// When the earliest unfinished job is due (a claimed one: when its lease runs out), if any.
     pub async fn next_job_due_ms(&self) -> Result<Option<i64>, StoreError> {
         self.call(|conn| {
             Ok(conn.query_row(
-                "SELECT MIN(next_ms) FROM jobs WHERE claimed = 0 AND phase IN ('run', 'report')",
+                "SELECT MIN(CASE WHEN claimed = 0 THEN next_ms ELSE MAX(next_ms, lease_ms) END)
+                 FROM jobs WHERE phase IN ('run', 'report')",
                 [],
                 |r| r.get(0),
             )?)

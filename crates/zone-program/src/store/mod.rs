@@ -14,13 +14,14 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
+use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use jobs::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
+pub use jobs::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
 pub use notify::{NotifyEntry, NotifyStats, TakeError};
 pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
 
@@ -28,6 +29,8 @@ use crate::config::StoreConfig;
 
 /// The schema, applied at every start.
 const SCHEMA: &str = include_str!("schema.sql");
+/// How long a write waits for another connection's lock when `[store]` does not say.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests waiting for the store thread before senders wait.
 const QUEUE: usize = 1024;
 /// Most tombstones and finished job rows kept (oldest go first).
@@ -57,6 +60,9 @@ pub enum StoreError {
     /// The store's file or directory cannot be created, or others may read it.
     #[error("{0}")]
     Access(String),
+    /// A job's claim ran out and another worker took the job over; nothing was recorded.
+    #[error("the job's claim was taken over")]
+    ClaimLost,
 }
 
 /// Creates the store's directory (mode 0700) and file (mode 0600) if missing; refuses a file, WAL or
@@ -148,11 +154,17 @@ pub struct Purged {
 impl Store {
     /// Opens (creating if needed) the SQLite file of `[store]` with the system clock.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        Self::open_with(&config.path, Limits::from_config(config), Arc::new(SystemClock))
+        let busy = Duration::from_millis(config.busy_timeout_ms);
+        Self::open_inner(&config.path, Limits::from_config(config), Arc::new(SystemClock), busy)
     }
 
-    /// Opens `path` with explicit limits and clock (tests use a [`ManualClock`]).
+    /// Opens `path` with explicit limits and clock (tests use a [`ManualClock`]) and the default
+    /// busy timeout.
     pub fn open_with(path: &Path, limits: Limits, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        Self::open_inner(path, limits, clock, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    fn open_inner(path: &Path, limits: Limits, clock: Arc<dyn Clock>, busy: Duration) -> Result<Self, StoreError> {
         create_private(path)?;
         let mut conn = Connection::open(path)?;
         // Deleted content (a finished job's payload with message secret keys, taken notify data) is
@@ -161,8 +173,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Another connection's write waits this long; every write transaction of the store begins
+        // IMMEDIATE, so it takes the write lock first and the wait applies (a deferred one that read
+        // first would fail at once when it tries to write).
+        conn.busy_timeout(busy)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         // Whatever a previous process held is free again: interrupted jobs resume.
         conn.execute("UPDATE jobs SET claimed = 0 WHERE claimed = 1", [])?;
         let unfinished: i64 =
@@ -210,7 +226,7 @@ impl Store {
     pub async fn purge(&self) -> Result<Purged, StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let expired = tx.execute(
                 "UPDATE notify SET data = NULL, bytes = 0 WHERE data IS NOT NULL AND expires_ms <= ?1",
                 params![now],
@@ -268,6 +284,32 @@ impl Store {
         })
         .await
     }
+}
+
+/// Begins a write transaction: IMMEDIATE, so the write lock is taken (waiting up to the busy
+/// timeout) before anything is read.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+/// Adds what a store file made by an earlier version lacks (`schema.sql` creates new files whole).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |column: &str| -> rusqlite::Result<bool> {
+        let n: i64 =
+            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = ?1", params![column], |r| {
+                r.get(0)
+            })?;
+        Ok(n > 0)
+    };
+    for (column, ddl) in [
+        ("lease_ms", "ALTER TABLE jobs ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0"),
+        ("claim_no", "ALTER TABLE jobs ADD COLUMN claim_no INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        if !has(column)? {
+            conn.execute(ddl, [])?;
+        }
+    }
+    Ok(())
 }
 
 /// Sets a cursor inside a transaction.

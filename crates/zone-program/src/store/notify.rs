@@ -59,7 +59,7 @@ impl Store {
         let now = self.clock.now_ms();
         let limits = self.limits;
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = super::write_tx(conn)?;
             insert_notify(&tx, &entry, now, limits)?;
             tx.commit()?;
             Ok(())
@@ -67,21 +67,29 @@ impl Store {
         .await
     }
 
-    /// Stores `entry` and, in the same transaction, records `progress` on job `job_id` (so a job
-    /// that stored its notify data never stores it twice) and optionally moves a cursor.
+    /// Stores `entry` and, in the same transaction, records `progress` on the claimed job (so a
+    /// job that stored its notify data never stores it twice) and optionally moves a cursor (so
+    /// the listing moves past exactly what was stored).
     pub async fn put_notify_for_job(
         &self,
         entry: NotifyEntry,
-        job_id: i64,
+        claim: super::Claim,
         progress: String,
         cursor: Option<(String, String)>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let limits = self.limits;
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = super::write_tx(conn)?;
             insert_notify(&tx, &entry, now, limits)?;
-            tx.execute("UPDATE jobs SET progress = ?2 WHERE id = ?1", params![job_id, progress])?;
+            let held = tx.execute(
+                "UPDATE jobs SET progress = ?3 WHERE id = ?1 AND claim_no = ?2",
+                params![claim.id, claim.no, progress],
+            )?;
+            if held != 1 {
+                // The claim ran out and another worker took the job: store nothing.
+                return Err(StoreError::ClaimLost);
+            }
             if let Some((name, value)) = cursor {
                 set_cursor(&tx, &entry.corp_id, &name, &value, now)?;
             }
@@ -100,7 +108,7 @@ impl Store {
         let now = self.clock.now_ms();
         let (corp_id, notify_id) = (corp_id.to_owned(), notify_id.as_str().to_owned());
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = super::write_tx(conn)?;
             let row: Option<(String, Option<String>, i64, Option<i64>)> = tx
                 .query_row(
                     "SELECT corp_id, data, expires_ms, taken_ms FROM notify WHERE notify_id = ?1",

@@ -19,7 +19,11 @@ CREATE INDEX IF NOT EXISTS notify_live_by_expiry ON notify (expires_ms) WHERE da
 
 -- Jobs: async ability calls and event follow-ups. `dedupe_key` makes a redelivered request or
 -- event a no-op. `phase`: run → report → done | failed (events skip report). `claimed` is 1 while a
--- worker holds the row; every start clears it, so interrupted jobs resume.
+-- worker holds the row, until `lease_ms` (renewed while it runs); every start clears it, so
+-- interrupted jobs resume, and a lease that ran out makes the row due again. `claim_no` counts
+-- claims: an outcome is recorded only under the row's current claim. A finished ability job keeps
+-- its `report_*` with its dedupe key, so a redelivered request is still answered.
+-- (Columns added after the first release are also added by `migrate` in mod.rs.)
 CREATE TABLE IF NOT EXISTS jobs (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     kind           TEXT NOT NULL,
@@ -29,6 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress       TEXT,
     phase          TEXT NOT NULL,
     claimed        INTEGER NOT NULL DEFAULT 0,
+    lease_ms       INTEGER NOT NULL DEFAULT 0,
+    claim_no       INTEGER NOT NULL DEFAULT 0,
     runs           INTEGER NOT NULL DEFAULT 0,
     attempts       INTEGER NOT NULL DEFAULT 0,
     report_errcode INTEGER,

@@ -121,12 +121,12 @@ async fn notify_data_and_jobs_survive_a_reopen() {
     f.store.put_notify(entry("n1", "kept")).await.unwrap();
     let job = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap();
     let Enqueued::New(job_id) = job else { panic!("{job:?}") };
-    assert!(f.store.claim_job().await.unwrap().is_some());
+    assert!(f.store.claim_job(60_000).await.unwrap().is_some());
     drop(f.store);
     let store = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
     assert_eq!(store.take_notify("corp", &id("n1")).await.unwrap(), Ok("kept".to_owned()));
     // The claim of the previous process is released, so the job resumes.
-    let again = store.claim_job().await.unwrap().unwrap();
+    let again = store.claim_job(60_000).await.unwrap().unwrap();
     assert_eq!((again.id, again.runs), (job_id, 2));
 }
 
@@ -134,6 +134,7 @@ fn new_job(key: Option<&str>) -> NewJob {
     NewJob {
         kind: JobKind::Ability,
         dedupe_key: key.map(str::to_owned),
+        context_prefix: None,
         ctx: CallContext { corp_id: "corp".into(), agent_id: 1, ability_id: "a".into(), job_info: "j".into() },
         payload: "{}".into(),
     }
@@ -157,12 +158,12 @@ async fn enqueue_refuses_when_max_pending_jobs_are_unfinished_and_counts_them_ac
     assert!(matches!(f.store.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
     assert_eq!(f.store.fingerprint().await.unwrap(), before);
     // A job that moves to report is still unfinished; a reopened store counts it too.
-    f.store.job_to_report(id, 0, "r".into(), false).await.unwrap();
+    f.store.job_to_report(unclaimed(id), 0, "r".into(), false).await.unwrap();
     let reopened = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
     assert!(matches!(reopened.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
     // Finishing frees the slot, once: finishing again does not count twice.
-    reopened.finish_job(id, Phase::Done).await.unwrap();
-    reopened.finish_job(id, Phase::Failed).await.unwrap();
+    reopened.finish_job(unclaimed(id), Phase::Done).await.unwrap();
+    reopened.finish_job(unclaimed(id), Phase::Failed).await.unwrap();
     assert!(matches!(reopened.enqueue_job(new_job(None), 1).await.unwrap(), Enqueued::New(_)));
     assert!(matches!(reopened.enqueue_job(new_job(None), 1).await, Err(StoreError::QueueFull)));
     assert_eq!(reopened.job(id).await.unwrap().unwrap().phase, Phase::Done, "a finished job stays as it ended");
@@ -172,17 +173,22 @@ async fn enqueue_refuses_when_max_pending_jobs_are_unfinished_and_counts_them_ac
 async fn a_job_moves_from_run_to_report_to_done_and_drops_its_input() {
     let f = fixture();
     let Enqueued::New(id) = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap() else { panic!() };
-    let job = f.store.claim_job().await.unwrap().unwrap();
-    assert_eq!((job.phase, job.runs, job.payload.as_str()), (Phase::Run, 1, "{}"));
-    assert!(f.store.claim_job().await.unwrap().is_none(), "a claimed job is not claimed twice");
+    let job = f.store.claim_job(60_000).await.unwrap().unwrap();
+    assert_eq!((job.id, job.phase, job.runs, job.payload.as_str()), (id, Phase::Run, 1, "{}"));
+    assert!(f.store.claim_job(60_000).await.unwrap().is_none(), "a claimed job is not claimed twice");
     assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 1, done: 0, failed: 0 });
-    f.store.job_to_report(id, 0, "out".into(), false).await.unwrap();
-    let job = f.store.claim_job().await.unwrap().unwrap();
+    f.store.job_to_report(job.claim(), 0, "out".into(), false).await.unwrap();
+    let job = f.store.claim_job(60_000).await.unwrap().unwrap();
     assert_eq!((job.phase, job.runs, job.report.clone()), (Phase::Report, 1, Some((0, "out".into()))));
     assert!(job.payload.is_empty());
-    f.store.finish_job(id, Phase::Done).await.unwrap();
+    f.store.finish_job(job.claim(), Phase::Done).await.unwrap();
     let job = f.store.job(id).await.unwrap().unwrap();
-    assert_eq!((job.phase, job.report), (Phase::Done, None));
+    assert_eq!((job.phase, job.report), (Phase::Done, Some((0, "out".into()))), "the result stays with its key");
+    assert_eq!(
+        f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(),
+        Enqueued::Finished { id, report: Some((0, "out".into())) },
+        "a redelivery of a finished job learns its result"
+    );
     assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 1, failed: 0 });
 }
 
@@ -190,12 +196,13 @@ async fn a_job_moves_from_run_to_report_to_done_and_drops_its_input() {
 async fn a_result_recorded_under_a_held_claim_is_not_claimable_until_a_restart_then_resumes_at_its_report() {
     let f = fixture();
     let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
-    f.store.claim_job().await.unwrap().unwrap();
-    f.store.job_to_report(id, 7, "out".into(), true).await.unwrap();
-    assert!(f.store.claim_job().await.unwrap().is_none(), "the worker that ran it still holds it");
+    let claimed = f.store.claim_job(60_000).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    f.store.job_to_report(claimed.claim(), 7, "out".into(), true).await.unwrap();
+    assert!(f.store.claim_job(60_000).await.unwrap().is_none(), "the worker that ran it still holds it");
     assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 1, done: 0, failed: 0 });
     let reopened = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
-    let job = reopened.claim_job().await.unwrap().unwrap();
+    let job = reopened.claim_job(60_000).await.unwrap().unwrap();
     assert_eq!(
         (job.phase, job.runs, job.report),
         (Phase::Report, 1, Some((7, "out".into()))),
@@ -208,12 +215,13 @@ async fn a_result_recorded_under_a_held_claim_is_not_claimable_until_a_restart_t
 async fn a_retried_job_is_not_due_before_its_time() {
     let f = fixture();
     let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
-    f.store.claim_job().await.unwrap().unwrap();
-    f.store.retry_job(id, T0 + 500, 1).await.unwrap();
-    assert!(f.store.claim_job().await.unwrap().is_none());
+    let claimed = f.store.claim_job(60_000).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    f.store.retry_job(claimed.claim(), T0 + 500, 1, false).await.unwrap();
+    assert!(f.store.claim_job(60_000).await.unwrap().is_none());
     assert_eq!(f.store.next_job_due_ms().await.unwrap(), Some(T0 + 500));
     f.clock.advance(500);
-    let job = f.store.claim_job().await.unwrap().unwrap();
+    let job = f.store.claim_job(60_000).await.unwrap().unwrap();
     assert_eq!((job.runs, job.attempts), (2, 1));
 }
 
@@ -221,25 +229,25 @@ async fn a_retried_job_is_not_due_before_its_time() {
 async fn finished_jobs_are_purged_after_a_day_and_their_key_is_free_again() {
     let f = fixture();
     let Enqueued::New(id) = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap() else { panic!() };
-    f.store.finish_job(id, Phase::Done).await.unwrap();
+    f.store.finish_job(unclaimed(id), Phase::Done).await.unwrap();
     f.clock.advance(FINISHED_JOB_RETENTION_MS - 1);
     f.store.purge().await.unwrap();
-    assert_eq!(f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(), Enqueued::Duplicate(id));
+    assert_eq!(f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(), Enqueued::Finished { id, report: None });
     f.clock.advance(1);
     f.store.purge().await.unwrap();
     assert!(matches!(f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap(), Enqueued::New(_)));
 }
 
 #[tokio::test]
-async fn a_checkpoint_moves_the_cursor_and_the_progress_together() {
+async fn stored_notify_data_moves_the_cursor_and_the_progress_together() {
     let f = fixture();
     let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
     assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap(), None);
-    f.store.checkpoint_job(id, "p1".into(), Some(("corp".into(), "sync_msg".into(), "C1".into()))).await.unwrap();
-    assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap().as_deref(), Some("C1"));
+    f.store.checkpoint_job(unclaimed(id), "p1".into(), None).await.unwrap();
+    assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap(), None, "a checkpoint moves no cursor");
     assert_eq!(f.store.job(id).await.unwrap().unwrap().progress.as_deref(), Some("p1"));
     f.store
-        .put_notify_for_job(entry("n1", "{}"), id, "p2".into(), Some(("sync_msg".into(), "C2".into())))
+        .put_notify_for_job(entry("n1", "{}"), unclaimed(id), "p2".into(), Some(("sync_msg".into(), "C2".into())))
         .await
         .unwrap();
     assert_eq!(f.store.cursor("corp", "sync_msg").await.unwrap().as_deref(), Some("C2"));
@@ -252,7 +260,7 @@ async fn a_failed_notify_store_leaves_the_job_progress_and_cursor_untouched() {
     let Enqueued::New(id) = f.store.enqueue_job(new_job(None), 10).await.unwrap() else { panic!() };
     let big = entry("n1", &"x".repeat(101));
     let before = f.store.fingerprint().await.unwrap();
-    let r = f.store.put_notify_for_job(big, id, "p".into(), Some(("sync_msg".into(), "C".into()))).await;
+    let r = f.store.put_notify_for_job(big, unclaimed(id), "p".into(), Some(("sync_msg".into(), "C".into()))).await;
     assert!(matches!(r, Err(StoreError::Full)));
     assert_eq!(f.store.fingerprint().await.unwrap(), before);
 }
@@ -283,10 +291,10 @@ async fn a_finished_jobs_secret_is_gone_from_the_files_after_the_purge() {
     const SECRET: &str = "SeCrEtKeY-0123456789-do-not-keep";
     let mut job = new_job(None);
     job.payload = format!(r#"{{"msg_list":[{{"secret_key":"{SECRET}"}}]}}"#);
-    let Enqueued::New(id) = f.store.enqueue_job(job, 10).await.unwrap() else { panic!("not new") };
-    f.store.claim_job().await.unwrap().unwrap();
-    f.store.job_to_report(id, 0, "{}".into(), false).await.unwrap();
-    f.store.finish_job(id, Phase::Done).await.unwrap();
+    let Enqueued::New(_) = f.store.enqueue_job(job, 10).await.unwrap() else { panic!("not new") };
+    let claimed = f.store.claim_job(60_000).await.unwrap().unwrap();
+    f.store.job_to_report(claimed.claim(), 0, "{}".into(), false).await.unwrap();
+    f.store.finish_job(claimed.claim(), Phase::Done).await.unwrap();
     f.store.purge().await.unwrap();
     for suffix in ["", "-wal"] {
         let file = std::path::PathBuf::from(format!("{}{suffix}", f.path.display()));
@@ -297,4 +305,50 @@ async fn a_finished_jobs_secret_is_gone_from_the_files_after_the_purge() {
             file.display()
         );
     }
+}
+
+/// The claim of a row no worker ever claimed.
+fn unclaimed(id: i64) -> Claim {
+    Claim { id, no: 0 }
+}
+
+#[tokio::test]
+async fn a_claim_whose_lease_ran_out_is_taken_up_again_and_its_old_holder_records_nothing() {
+    let f = fixture();
+    let Enqueued::New(id) = f.store.enqueue_job(new_job(Some("k")), 10).await.unwrap() else { panic!() };
+    let first = f.store.claim_job(1000).await.unwrap().unwrap();
+    f.clock.advance(999);
+    assert!(f.store.claim_job(1000).await.unwrap().is_none(), "held within its lease");
+    assert!(f.store.renew_claim(first.claim(), 1000).await.unwrap(), "renewed by its holder");
+    f.clock.advance(999);
+    assert!(f.store.claim_job(1000).await.unwrap().is_none(), "held within the renewed lease");
+    assert_eq!(f.store.next_job_due_ms().await.unwrap(), Some(T0 + 999 + 1000), "due when the lease runs out");
+    f.clock.advance(1);
+    let second = f.store.claim_job(1000).await.unwrap().expect("taken up once the lease ran out, without a restart");
+    assert_eq!((second.id, second.runs), (id, 2));
+    assert_ne!(second.claim(), first.claim());
+    // The first holder lost the job: its outcome changes nothing.
+    assert!(!f.store.renew_claim(first.claim(), 1000).await.unwrap());
+    f.store.finish_job(first.claim(), Phase::Failed).await.unwrap();
+    let put = f.store.put_notify_for_job(entry("n1", "{}"), first.claim(), "p".into(), None).await;
+    assert!(matches!(put, Err(StoreError::ClaimLost)), "{put:?}");
+    f.store.finish_job(second.claim(), Phase::Done).await.unwrap();
+    assert_eq!(f.store.job(id).await.unwrap().unwrap().phase, Phase::Done);
+    assert_eq!(f.store.job_counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 1, failed: 0 });
+}
+
+#[tokio::test]
+async fn the_same_job_context_with_another_request_is_a_new_job_and_is_told_so() {
+    let f = fixture();
+    let keyed = |key: &str| NewJob {
+        context_prefix: Some("ability:ctx1:".into()),
+        ..new_job(Some(&format!("ability:ctx1:{key}")))
+    };
+    assert!(matches!(f.store.enqueue_job(keyed("a"), 10).await.unwrap(), Enqueued::New(_)));
+    assert!(matches!(f.store.enqueue_job(keyed("b"), 10).await.unwrap(), Enqueued::NewSameContext(_)));
+    assert!(matches!(f.store.enqueue_job(keyed("a"), 10).await.unwrap(), Enqueued::Duplicate(_)));
+    let other = NewJob { context_prefix: Some("ability:ctx2:".into()), ..new_job(Some("ability:ctx2:a")) };
+    assert!(matches!(f.store.enqueue_job(other, 10).await.unwrap(), Enqueued::New(_)), "another context");
+    let near = NewJob { context_prefix: Some("ability:ctx0:".into()), ..new_job(Some("ability:ctx0:a")) };
+    assert!(matches!(f.store.enqueue_job(near, 10).await.unwrap(), Enqueued::New(_)), "a neighbouring context");
 }
