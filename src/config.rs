@@ -215,6 +215,11 @@ pub struct NativeSdkConfig {
     /// Also write the program's log lines through the SDK's log functions (the zone keeps only
     /// those). Default true.
     pub log_to_sdk: bool,
+    /// Most calls into the vendor SDK at once (decode, reply, invoke, notify id), below
+    /// `sdk.pool_size`; 1 serialises them. The thread-safety of SDK objects is undocumented and SDK
+    /// builds before 2024-12-27 had a network-handle limit under multithreading. 0 (default): no
+    /// cap beyond `sdk.pool_size`.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for NativeSdkConfig {
@@ -225,6 +230,7 @@ impl Default for NativeSdkConfig {
             access_token: None,
             init_options: SecretString::from(""),
             log_to_sdk: true,
+            max_concurrent_calls: 0,
         }
     }
 }
@@ -303,11 +309,24 @@ pub struct AbilitiesConfig {
     pub output_envelope: OutputEnvelope,
     /// Largest accepted `data` of an app call, in bytes. Default 1 MiB.
     pub max_input_bytes: usize,
+    /// Largest reply text of a sync call, in bytes; a larger output is answered 900011 instead.
+    /// The size limit of a `sync_call_program` response is undocumented. Default 8 MiB.
+    pub max_reply_bytes: usize,
+    /// Abilities run as async jobs even when the decoded request says `is_async` false (which
+    /// `call_type`/`is_async` SDK-routed `create_program_task` / `create_model_task` calls carry is
+    /// undocumented). A request without `job_info` has nothing to report to and still runs sync.
+    /// Default none.
+    pub always_async: Vec<String>,
 }
 
 impl Default for AbilitiesConfig {
     fn default() -> Self {
-        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024 }
+        Self {
+            output_envelope: OutputEnvelope::Bare,
+            max_input_bytes: 1024 * 1024,
+            max_reply_bytes: 8 * 1024 * 1024,
+            always_async: Vec::new(),
+        }
     }
 }
 
@@ -542,6 +561,9 @@ impl Config {
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
         positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
+        if self.abilities.max_reply_bytes < 1024 {
+            return Err(ConfigError::new("abilities.max_reply_bytes", "must be at least 1024"));
+        }
         if self.abilities.max_input_bytes > self.server.body_limit_bytes {
             return Err(ConfigError::new("abilities.max_input_bytes", "must not exceed server.body_limit_bytes"));
         }

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::jobs::Step;
 use crate::sdk::{CallContext, require_ok};
-use crate::store::{JobKind, JobRow, NewJob, NotifyEntry, NotifyId, StoreError};
+use crate::store::{JobKind, JobRow, MAX_OWN_NOTIFY_ID_BYTES, NewJob, NotifyEntry, NotifyId, StoreError};
 
 /// Listing pages (of up to 1000 messages) one notification carries; more continue in a new part.
 pub const PAGES_PER_PART: usize = 10;
@@ -87,7 +87,8 @@ pub async fn run_job(state: &AppState, job: JobRow, last_try: bool) -> Step {
     let sent =
         state.sdk.invoke(&job.ctx, "spec_notify_app", &request).await.and_then(|r| require_ok("spec_notify_app", &r));
     match sent {
-        Ok(_) => {
+        Ok(reply) => {
+            check_notified_id(&reply, &notify_id);
             tracing::info!(event_type = event.kind.name(), scene = event.kind.scene(), "app notified");
             Step::Done
         }
@@ -138,7 +139,7 @@ async fn store(
     if data.get("has_more") == Some(&json!(1)) && !failed && part + 1 < MAX_PARTS {
         progress.next_part = Some(part + 1);
     }
-    let notify_id = NotifyId::generate();
+    let notify_id = fresh_notify_id(state).await;
     let entry = NotifyEntry {
         notify_id: notify_id.clone(),
         corp_id: job.ctx.corp_id.clone(),
@@ -155,6 +156,42 @@ async fn store(
             tracing::warn!(error = %e, full, "storing the event's notify data failed");
             Err(if last_try { Step::Failed } else { Step::Retry })
         }
+    }
+}
+
+/// A notify id from the SDK's `GenerateNotifyId` where the backend has it (sdk-data-apis.md §2.2:
+/// "usually pre-generated"), checked like any id; else, or when the SDK's is unusable, 32 random hex
+/// characters.
+async fn fresh_notify_id(state: &AppState) -> NotifyId {
+    if state.sdk.native_notify_ids() {
+        let sdk = state.sdk.clone();
+        // The vendor call may wait for the SDK gate (sdk.native.max_concurrent_calls): off the workers.
+        match tokio::task::spawn_blocking(move || sdk.generate_notify_id()).await {
+            Ok(Ok(id)) => match NotifyId::parse(&id) {
+                Ok(id) if id.as_str().len() <= MAX_OWN_NOTIFY_ID_BYTES => return id,
+                _ => tracing::warn!(
+                    id.bytes = id.len(),
+                    "GenerateNotifyId answered an id spec_notify_app cannot take (1-64 visible ASCII bytes); using a random one"
+                ),
+            },
+            Ok(Err(e)) => tracing::warn!(error = %e, "GenerateNotifyId failed; using a random notify id"),
+            Err(_) => tracing::warn!("GenerateNotifyId panicked; using a random notify id"),
+        }
+    }
+    NotifyId::generate()
+}
+
+/// `spec_notify_app` uses a given notify_id as is (sdk-data-apis.md §2.2) and answers it back. If it
+/// answers another one, the app will ask for data the store does not hold under it: say so loudly.
+fn check_notified_id(reply: &Value, sent: &str) {
+    match reply.get("notify_id").and_then(Value::as_str) {
+        Some(answered) if answered != sent => tracing::error!(
+            notify_id.sent = sent,
+            notify_id.answered = answered,
+            "spec_notify_app answered another notify_id than the one sent: the app's get_callback_data will not find the data"
+        ),
+        Some(_) => {}
+        None => tracing::debug!("spec_notify_app answered no notify_id"),
     }
 }
 
