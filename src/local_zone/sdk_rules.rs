@@ -109,7 +109,8 @@ pub fn create_rule(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> Api
 
 /// `get_rule_list` (§5.3): `has_more` is a bool here.
 pub fn get_rule_list(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> ApiResult {
-    let limit = req.limit(100, 1000)?;
+    // Default 100; the documents set no maximum.
+    let limit = req.limit(100, i64::MAX)?;
     let salt = shared.cfg.seed ^ 0x5255_4c45;
     let offset =
         req.str_max("cursor", 128)?.map(|c| parse_cursor("cursor", c, salt)).transpose()?.unwrap_or(0) as usize;
