@@ -12,7 +12,7 @@
 #               native backend and cannot serve in the zone (useful only to try the image locally).
 #
 # Layout in the image (the exported tar keeps no ENV, WORKDIR or ENTRYPOINT: start.sh sets all):
-#   /opt/zone-program/bin/zone-program, bin/start.sh, lib/ (shim + vendor SDK), config.toml,
+#   /opt/zone-program/bin/zone-programd, bin/start.sh, lib/ (shim + vendor SDK), config.toml,
 #   keys/ (0700, files 0600), data/ (0700, the SQLite store).
 
 ARG RUST_IMAGE=rust:1.95-bookworm
@@ -30,8 +30,8 @@ COPY . .
 # The release binary (glibc; the vendor SDK does not run on musl).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
- && install -D -m 0755 target/release/zone-program /stage/opt/zone-program/bin/zone-program
+    cargo build --release --locked -p zone-program --bin zone-programd \
+ && install -D -m 0755 target/release/zone-programd /stage/opt/zone-program/bin/zone-programd
 # The native shim, built against the vendor SDK when one is supplied; it finds the vendor library
 # beside itself ($ORIGIN), in /opt/zone-program/lib.
 RUN --mount=type=bind,from=vendor-sdk,target=/vendor-sdk \
@@ -65,7 +65,7 @@ RUN apt-get update \
 COPY --from=build /stage/ /
 # The start check runs at build time too: a broken config or key file fails the build, not the zone.
 # (The port and SDK checks pass here because nothing listens and the shim is present.)
-RUN cd /opt/zone-program && bin/zone-program --config config.toml preflight
+RUN cd /opt/zone-program && bin/zone-programd --config config.toml preflight
 EXPOSE 8080
 # For `docker run` only; the zone uses the start command and arguments of its upload form.
 ENTRYPOINT ["/bin/sh", "/opt/zone-program/bin/start.sh"]

@@ -120,7 +120,7 @@ cid="$("$engine" create "$tag")"
 cid=""
 listing="$work/listing"
 tar -tf "$out" | sed 's#^\./##' >"$listing"
-for f in opt/zone-program/bin/zone-program opt/zone-program/bin/start.sh opt/zone-program/config.toml; do
+for f in opt/zone-program/bin/zone-programd opt/zone-program/bin/start.sh opt/zone-program/config.toml; do
   grep -qx "$f" "$listing" || die "$out lacks $f; the export is incomplete"
 done
 grep -qxE '(usr/)?bin/sh' "$listing" || die "$out lacks /bin/sh, the start command"

@@ -4,7 +4,7 @@
 #   start arguments: /opt/zone-program/bin/start.sh
 # The zone may drop PATH and every other variable (protocol/program-callbacks.md §9), so this script
 # sets its own environment and uses absolute paths only. It runs the preflight and, when that passes,
-# replaces itself with `zone-program serve`; its own arguments are passed on to `serve`.
+# replaces itself with `zone-programd serve`; its own arguments are passed on to `serve`.
 set -eu
 
 # The install directory is the parent of this script's directory (/opt/zone-program in the image).
@@ -25,8 +25,8 @@ export PATH HOME LANG LC_ALL LD_LIBRARY_PATH
 cd "$ZP_HOME"
 umask 077
 
-if ! "$ZP_HOME/bin/zone-program" --config "$ZP_HOME/config.toml" preflight; then
+if ! "$ZP_HOME/bin/zone-programd" --config "$ZP_HOME/config.toml" preflight; then
   echo "start.sh: the preflight failed; the program is not started (fix the FAIL lines above)" >&2
   exit 1
 fi
-exec "$ZP_HOME/bin/zone-program" --config "$ZP_HOME/config.toml" serve "$@"
+exec "$ZP_HOME/bin/zone-programd" --config "$ZP_HOME/config.toml" serve "$@"

@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 scripts/native-deps.sh
 native/build.sh
 export ZONE_TEST_REQUIRE_NATIVE=1
-cargo test --all-targets "$@"
+cargo test --workspace --all-targets "$@"
 
 echo "== the end-to-end suite again on the native backend (shim + stub SDK)"
 # Append the native-only tests' skip to the harness arguments (after "--" if the caller gave one).
 args=("$@")
 if [[ " ${args[*]-} " == *" -- "* ]]; then args+=(--skip native::); else args+=(-- --skip native::); fi
-ZONE_TEST_BACKEND=native cargo test --test e2e "${args[@]}"
+ZONE_TEST_BACKEND=native cargo test -p zone-cli --test e2e "${args[@]}"

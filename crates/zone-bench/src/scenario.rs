@@ -1,0 +1,412 @@
+//! One measured point: start a fresh server process for the scenario, probe it once, drive it, and
+//! read its CPU time and memory before and after.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+
+use super::load::{self, LoadSpec};
+use super::process::{self, ServerCommand, ServerProcess};
+use super::requests::{self, Expect, Source};
+use super::{BenchEnv, Plan, Row, RunningZone, ZoneLauncher};
+use zone_crypto::cipher::{CallbackCipher, EncodingAesKey};
+use zone_crypto::codec::{CodecSettings, LocalCodec};
+use zone_program::sdk::local::LocalSdk;
+use zone_program::sdk::{CallContext, ZoneSdk as _};
+use zone_testkit::DevConfig;
+
+/// The SDK API of the pass-through scenario: the main data API, pulling chat records
+/// (sdk-data-apis.md §3.1).
+pub const PASS_THROUGH_API: &str = "sync_msg";
+/// Its request: the first ten messages of the retention window (a page of about 4 KiB).
+pub const PASS_THROUGH_REQUEST: &str = r#"{"limit":10}"#;
+/// The ability answered without the SDK: what the deployment offers, a reply of some KiB.
+pub const NO_SDK_ABILITY: &str = "list_abilities";
+/// Its input for one ability's description (a reply of under 1 KiB).
+pub const NO_SDK_ONE_INPUT: &str = r#"{"ability_id":"invoke_sync_msg"}"#;
+/// An ability id the program does not offer: its error reply is the shortest full path (decode →
+/// dispatch → encode) through the program.
+pub const UNKNOWN_ABILITY: &str = "bench_no_such_ability";
+/// The replay caches of the program, the baselines and the client must hold every nonce of a run
+/// (the default, 100 000 per 10 minutes, would refuse requests after a few seconds of load).
+pub(super) const NONCE_CAPACITY: usize = 50_000_000;
+
+/// What one point measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The bare axum echo floor, sent the same bytes as [`Scenario::Ability`].
+    Echo,
+    /// The program answering an ability without the SDK (`list_abilities`, every ability: ~27 KiB).
+    Ability,
+    /// The same ability asked for one ability's description (a reply of under 1 KiB).
+    AbilityOne,
+    /// The program answering an unknown ability id with its error reply.
+    ErrorReply,
+    /// The one-thread demo baseline (decode, blocking simulated SDK call, encode).
+    OneThread,
+    /// The program passing `invoke_<api>` through to the local zone.
+    PassThrough,
+    /// Async jobs of the pass-through, submitted through the local zone's `async_program_task`; the
+    /// program acknowledges, runs each job and reports it with `program_async_job_call_back`.
+    AsyncJob,
+}
+
+impl Scenario {
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Echo => "axum echo (floor)",
+            Self::Ability => "list_abilities (no SDK)",
+            Self::AbilityOne => "list_abilities, one (no SDK)",
+            Self::ErrorReply => "unknown ability (error reply)",
+            Self::OneThread => "one-thread demo",
+            Self::PassThrough => "invoke_ pass-through",
+            Self::AsyncJob => "async job (via app API)",
+        }
+    }
+
+    /// Whether it needs the local zone (directly, or for the calibrated SDK latency).
+    pub fn needs_sdk(self) -> bool {
+        matches!(self, Self::OneThread | Self::PassThrough | Self::AsyncJob)
+    }
+
+    /// Whether the server is the program (not a baseline).
+    pub fn is_program(self) -> bool {
+        matches!(self, Self::Ability | Self::AbilityOne | Self::ErrorReply | Self::PassThrough | Self::AsyncJob)
+    }
+}
+
+/// The SDK call's latency as the program sees it, measured against the local zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Calibration {
+    /// Median of sequential `invoke` calls.
+    pub sdk_latency: Duration,
+    /// The 99th percentile of the same calls.
+    pub sdk_latency_p99: Duration,
+    /// Bytes of the SDK's response (the one-thread baseline replies with as many).
+    pub reply_bytes: usize,
+}
+
+/// Measures sequential pass-through calls with the program's own SDK client.
+pub async fn calibrate(env: &BenchEnv, zone: &dyn ZoneLauncher, plan: &Plan) -> anyhow::Result<Calibration> {
+    let running = launch_zone(env, zone, "http://127.0.0.1:9".into(), plan.sdk_delay).await?;
+    let mut config = env.fresh_config()?;
+    config.program.sdk.local.zone_url = running.url.clone();
+    let sdk = LocalSdk::new(&config.program.sdk)?;
+    let ctx = CallContext {
+        corp_id: config.local_zone.corp_id.clone(),
+        agent_id: config.local_zone.agent_id,
+        ability_id: format!("invoke_{PASS_THROUGH_API}"),
+        job_info: String::new(),
+    };
+    let mut times = Vec::with_capacity(plan.calibration_calls);
+    let mut reply_bytes = 0;
+    for _ in 0..plan.calibration_calls.max(1) {
+        let t = Instant::now();
+        let response = sdk.invoke(&ctx, PASS_THROUGH_API, PASS_THROUGH_REQUEST).await.context("calibration call")?;
+        times.push(t.elapsed());
+        zone_program::sdk::require_ok(PASS_THROUGH_API, &response)
+            .context("the local zone's answer to the calibration call")?;
+        reply_bytes = response.len();
+    }
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+    Ok(Calibration { sdk_latency: at(0.5), sdk_latency_p99: at(0.99), reply_bytes })
+}
+
+/// Runs one point with a fresh server (and, for the pass-through, a fresh local zone).
+pub async fn run_point(
+    env: &BenchEnv,
+    plan: &Plan,
+    calibration: Option<&Calibration>,
+    scenario: Scenario,
+    spec: LoadSpec,
+    data_bytes: Option<usize>,
+) -> anyhow::Result<Row> {
+    let config = env.fresh_config()?;
+    let corp = config.local_zone.corp_id.clone();
+    let client = Arc::new(client_codec(&config)?);
+    let data = data_bytes.map_or_else(|| "{}".to_owned(), requests::padded_input);
+    let message = match scenario {
+        Scenario::Ability => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, &data),
+        Scenario::AbilityOne => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, NO_SDK_ONE_INPUT),
+        Scenario::Echo | Scenario::ErrorReply => requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, &data),
+        Scenario::OneThread | Scenario::PassThrough | Scenario::AsyncJob => {
+            requests::callback_message(&corp, &format!("invoke_{PASS_THROUGH_API}"), "", false, PASS_THROUGH_REQUEST)
+        }
+    };
+    let source = Arc::new(Source::resigned(&client, config.program.sdk.local.token.clone(), &message, &corp));
+    let body_bytes = source.body_len().unwrap_or_default();
+    let (server, zone) = start_server(env, plan, calibration, scenario, &config).await?;
+    if scenario == Scenario::AsyncJob {
+        let zone = zone.context("the async-job scenario runs with a local zone")?;
+        return run_async_point(&config, &server, &zone, spec).await;
+    }
+    let idle = server.usage()?;
+    let (errcode, reply_bytes) = match scenario {
+        Scenario::Echo => (None, body_bytes),
+        _ => {
+            let (errcode, len) = probe(&server, &source, &client, &corp).await?;
+            (Some(errcode), len)
+        }
+    };
+    let expect = Arc::new(match errcode {
+        None => Expect::Echo { len: body_bytes },
+        Some(errcode) => Expect::Sealed { codec: client.clone(), receive_id: corp.clone(), errcode },
+    });
+    let (server_before, self_before) = (server.usage()?, process::self_usage()?);
+    let result = load::drive(server.addr, spec, source, expect).await?;
+    let (server_after, self_after) = (server.usage()?, process::self_usage()?);
+    let replies = result.replies.max(1) as f64;
+    Ok(Row {
+        table: "",
+        scenario,
+        clients: spec.clients,
+        body_bytes,
+        data_bytes,
+        errcode,
+        reply_bytes,
+        jobs: None,
+        server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / replies,
+        client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / replies,
+        rss_idle_kib: idle.rss_kib,
+        rss_peak_kib: server_after.hwm_kib,
+        load: result,
+    })
+}
+
+async fn start_server(
+    env: &BenchEnv,
+    plan: &Plan,
+    calibration: Option<&Calibration>,
+    scenario: Scenario,
+    config: &DevConfig,
+) -> anyhow::Result<(ServerProcess, Option<RunningZone>)> {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(file) = &env.config_file {
+        args.extend(["--config".into(), file.display().to_string()]);
+    }
+    let log = env.work_dir.join(format!("{}.log", scenario.name().replace([' ', ',', '(', ')'], "_")));
+    let mut envs = vec![
+        ("ZONE_PROGRAM_SDK__LOCAL__NONCE_CACHE_CAPACITY".to_owned(), NONCE_CAPACITY.to_string()),
+        ("ZONE_PROGRAM_STORE__PATH".to_owned(), env.work_dir.join("store.sqlite").display().to_string()),
+        ("ZONE_PROGRAM_LOCAL_ZONE__DATA_DIR".to_owned(), config.local_zone.data_dir.display().to_string()),
+    ];
+    match scenario {
+        Scenario::Echo => args.extend(["bench", "serve-echo", "--listen", "{listen}"].map(String::from)),
+        Scenario::OneThread => {
+            let cal = calibration.context("the one-thread baseline needs the SDK latency calibration")?;
+            args.extend(["bench", "serve-one-thread", "--listen", "{listen}"].map(String::from));
+            let latency = cal.sdk_latency.as_micros().to_string();
+            args.extend(["--sdk-latency-us".into(), latency, "--reply-bytes".into(), cal.reply_bytes.to_string()]);
+        }
+        Scenario::Ability
+        | Scenario::AbilityOne
+        | Scenario::ErrorReply
+        | Scenario::PassThrough
+        | Scenario::AsyncJob => {
+            args.extend(["serve", "--listen", "{listen}"].map(String::from));
+        }
+    }
+    let Some(zone) = env.zone.as_ref().filter(|_| matches!(scenario, Scenario::PassThrough | Scenario::AsyncJob))
+    else {
+        envs.push(("ZONE_PROGRAM_SDK__LOCAL__ZONE_URL".to_owned(), "http://127.0.0.1:9".to_owned()));
+        let command = ServerCommand { exe: env.program.clone(), args, env: envs, log };
+        return Ok((command.start().await?, None));
+    };
+    let mut last_error = None;
+    for _ in 0..3 {
+        let addr = process::free_port()?;
+        let running = launch_zone(env, zone.as_ref(), format!("http://{addr}"), plan.sdk_delay).await?;
+        let mut envs = envs.clone();
+        envs.push(("ZONE_PROGRAM_SDK__LOCAL__ZONE_URL".to_owned(), running.url.clone()));
+        let command = ServerCommand { exe: env.program.clone(), args: args.clone(), env: envs, log: log.clone() };
+        match command.start_on(addr).await {
+            Ok(server) => return Ok((server, Some(running))),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
+}
+
+async fn launch_zone(
+    env: &BenchEnv,
+    zone: &dyn ZoneLauncher,
+    program_url: String,
+    delay: Duration,
+) -> anyhow::Result<RunningZone> {
+    let config = env.fresh_config()?;
+    let running = zone.launch(&config, program_url).await.context("starting the local zone")?;
+    if !delay.is_zero() {
+        let fault = serde_json::json!({
+            "api": PASS_THROUGH_API, "delay_ms": delay.as_millis() as u64, "count": 1_000_000,
+        });
+        let res = reqwest::Client::new().post(format!("{}/local/faults", running.url)).json(&fault).send().await?;
+        let reply: serde_json::Value = res.json().await?;
+        anyhow::ensure!(reply["errcode"] == 0, "arming the SDK delay in the local zone: {reply}");
+    }
+    Ok(running)
+}
+
+/// Submits async jobs through the zone's app API for the window, then follows every job to its
+/// report (or to a deadline) with `async_program_result`.
+async fn run_async_point(
+    config: &DevConfig,
+    server: &ServerProcess,
+    zone: &RunningZone,
+    spec: LoadSpec,
+) -> anyhow::Result<Row> {
+    let http = reqwest::Client::new();
+    let lz = &config.local_zone;
+    let token: serde_json::Value = http
+        .get(format!("{}/cgi-bin/gettoken", zone.url))
+        .query(&[("corpid", lz.corp_id.as_str()), ("corpsecret", lz.corp_secret.expose_secret())])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"].as_str().context("gettoken answered no access_token")?.to_owned();
+    let body = serde_json::json!({
+        "program_id": lz.program_id,
+        "ability_id": format!("invoke_{PASS_THROUGH_API}"),
+        "request_data": PASS_THROUGH_REQUEST,
+    });
+    let source = Arc::new(Source::AppCall {
+        path: format!("/cgi-bin/chatdata/async_program_task?access_token={token}"),
+        body: serde_json::to_vec(&body)?.into(),
+    });
+    let expect = Arc::new(Expect::AppJob { jobids: std::sync::Mutex::new(Vec::new()) });
+    let zone_addr: std::net::SocketAddr = zone.url.trim_start_matches("http://").parse().context("the zone's URL")?;
+    let idle = server.usage()?;
+    let started = Instant::now();
+    let (server_before, self_before) = (server.usage()?, process::self_usage()?);
+    let result = load::drive(zone_addr, spec, source.clone(), expect.clone()).await?;
+    let jobids = match &*expect {
+        Expect::AppJob { jobids } => std::mem::take(&mut *jobids.lock().unwrap_or_else(|p| p.into_inner())),
+        _ => unreachable!("built above"),
+    };
+    let submitted_until = Instant::now();
+    let deadline = submitted_until + Duration::from_secs(10).max(spec.duration * 3);
+    let result_url = format!("{}/cgi-bin/chatdata/async_program_result?access_token={token}", zone.url);
+    let jobs = follow_jobs(&http, &result_url, jobids, started, submitted_until, deadline).await?;
+    let (server_after, self_after) = (server.usage()?, process::self_usage()?);
+    let per_job = jobs.submitted.max(1) as f64;
+    Ok(Row {
+        table: "",
+        scenario: Scenario::AsyncJob,
+        clients: spec.clients,
+        body_bytes: source.body_len().unwrap_or_default(),
+        data_bytes: None,
+        errcode: Some(0),
+        reply_bytes: 0,
+        jobs: Some(jobs),
+        server_cpu_us: (server_after.cpu_secs - server_before.cpu_secs) * 1e6 / per_job,
+        client_cpu_us: (self_after.cpu_secs - self_before.cpu_secs) * 1e6 / per_job,
+        rss_idle_kib: idle.rss_kib,
+        rss_peak_kib: server_after.hwm_kib,
+        load: result,
+    })
+}
+
+/// The program's code for a call refused because its job queue was full.
+const JOB_QUEUE_FULL: i64 = 900_301;
+
+/// Follows the jobs in submission order (the order the program runs them), one
+/// `async_program_result` at a time so that following costs the zone little: a job not reported
+/// yet is asked again every 10 ms until `deadline`; past it, each is asked once. The elapsed time
+/// ends at the last report seen, not at the deadline.
+async fn follow_jobs(
+    http: &reqwest::Client,
+    result_url: &str,
+    jobids: Vec<String>,
+    started: Instant,
+    submitted_until: Instant,
+    deadline: Instant,
+) -> anyhow::Result<JobStats> {
+    let mut jobs = JobStats { submitted: jobids.len() as u64, ..JobStats::default() };
+    let mut last_report = None;
+    for jobid in &jobids {
+        loop {
+            let reply: serde_json::Value =
+                http.post(result_url).json(&serde_json::json!({ "jobid": jobid })).send().await?.json().await?;
+            // `async_program_result` has no `status`: a job is reported once `response_errcode` is there.
+            match (reply["errcode"].as_i64(), reply["response_errcode"].as_i64()) {
+                (Some(0), None) if Instant::now() < deadline => {
+                    // Not reported yet: the job is still queued or running in the program.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                (Some(0), None) => {
+                    jobs.pending += 1;
+                    break;
+                }
+                (Some(0), Some(0)) => jobs.completed += 1,
+                (Some(0), Some(JOB_QUEUE_FULL)) => jobs.refused += 1,
+                _ => jobs.failed += 1,
+            }
+            last_report = Some(Instant::now());
+            break;
+        }
+    }
+    jobs.elapsed = last_report.map_or(Duration::ZERO, |t| t.saturating_duration_since(started));
+    jobs.drained_after = last_report.map_or(Duration::ZERO, |t| t.saturating_duration_since(submitted_until));
+    Ok(jobs)
+}
+
+/// What became of the async jobs of one point.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobStats {
+    /// Jobs accepted by `async_program_task` (warm-up included).
+    pub submitted: u64,
+    /// Reported with `errcode` 0.
+    pub completed: u64,
+    /// Reported refused: the program's job queue was full (`900301`).
+    pub refused: u64,
+    /// Reported failed otherwise, or not deliverable.
+    pub failed: u64,
+    /// Not reported by the deadline.
+    pub pending: u64,
+    /// From the first submission to the last report seen.
+    pub elapsed: Duration,
+    /// From the last submission to the last report seen: how long the burst took to drain.
+    pub drained_after: Duration,
+}
+
+impl JobStats {
+    /// Completed jobs per second, submission to last report.
+    pub fn completed_per_sec(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Sends one request and returns the `errcode` and plaintext length of the verified reply.
+async fn probe(
+    server: &ServerProcess,
+    source: &Source,
+    codec: &LocalCodec,
+    corp: &str,
+) -> anyhow::Result<(i64, usize)> {
+    let (status, headers, body) = load::exchange_once(server.addr, source).await?;
+    anyhow::ensure!(status == 200, "the probe request got HTTP {status}");
+    requests::open_reply(codec, corp, &headers, &body).map_err(|e| anyhow::anyhow!("the probe's reply: {e}"))
+}
+
+/// The client's codec: the configured keys with a replay cache that holds a whole run.
+fn client_codec(config: &DevConfig) -> anyhow::Result<LocalCodec> {
+    let local = &config.program.sdk.local;
+    let mut keys = BTreeMap::new();
+    for k in &local.keys {
+        let key = EncodingAesKey::parse(k.encoding_aes_key.expose_secret())
+            .map_err(|_| anyhow::anyhow!("sdk.local.keys: ver {} is not a valid EncodingAESKey", k.ver))?;
+        keys.insert(k.ver, CallbackCipher::new(key));
+    }
+    Ok(LocalCodec::new(CodecSettings {
+        token: local.token.clone(),
+        keys,
+        window_secs: local.replay_window_secs,
+        nonce_capacity: NONCE_CAPACITY,
+    }))
+}

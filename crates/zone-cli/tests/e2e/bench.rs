@@ -1,0 +1,74 @@
+//! `zone-program bench` in its short form, against the real binary, so the benchmark cannot rot:
+//! every scenario starts its server, is answered correctly, and lands in the report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser as _;
+use zone_bench::{BenchArgs, LocalZoneLauncher};
+use zone_bench::{BenchEnv, Plan, Scenario};
+
+/// `zone-program bench`'s arguments, parsed as the CLI parses them.
+#[derive(clap::Parser)]
+struct BenchCli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point() {
+    let args = BenchCli::try_parse_from(["bench", "--quick"]).unwrap().bench;
+    let mut plan = Plan::from_args(&args);
+    assert_eq!(plan.spec.verify_every, 1, "the quick run opens every reply");
+    // Shorter still than --quick: one size and one client count keep the test at a few seconds.
+    plan.spec.duration = Duration::from_millis(150);
+    plan.sizes = vec![4096];
+    plan.sweep_clients = vec![3];
+    plan.clients = 4;
+    let work = tempfile::tempdir().unwrap();
+    let env = BenchEnv {
+        config_file: None,
+        program: PathBuf::from(env!("CARGO_BIN_EXE_zone-program")),
+        zone: Some(Arc::new(LocalZoneLauncher)),
+        work_dir: work.path().to_path_buf(),
+    };
+    let report = zone_bench::measure(&plan, &env, |_| {}).await.expect("the quick bench runs");
+
+    let tables: Vec<(&str, Scenario)> = report.rows.iter().map(|r| (r.table, r.scenario)).collect();
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 7, "{tables:?}");
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "sizes").count(), 2, "{tables:?}");
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "clients").count(), 3, "{tables:?}");
+    for row in &report.rows {
+        assert!(row.load.ok > 0, "{}: no correct reply: {:?}", row.progress_line(), row.load.errors);
+        assert_eq!(row.load.error_count(), 0, "{}: {:?}", row.progress_line(), row.load.errors);
+        let expected = match row.scenario {
+            Scenario::Echo => None,
+            Scenario::ErrorReply => Some(900_003),
+            Scenario::Ability
+            | Scenario::AbilityOne
+            | Scenario::OneThread
+            | Scenario::PassThrough
+            | Scenario::AsyncJob => Some(0),
+        };
+        assert_eq!(row.errcode, expected, "{}", row.progress_line());
+        assert!(row.rss_idle_kib > 0 && row.rss_peak_kib >= row.rss_idle_kib, "{}", row.progress_line());
+    }
+    let jobs = report.rows.iter().find_map(|r| r.jobs).expect("the async-job row reports its jobs");
+    assert!(jobs.submitted > 0, "{jobs:?}");
+    // The burst is drained: every job is reported before the follow-up deadline (run, or refused
+    // for a full queue and reported so), none fails, and every one is accounted for.
+    assert!(jobs.completed > 0 && jobs.failed == 0 && jobs.pending == 0, "{jobs:?}");
+    assert_eq!(jobs.completed + jobs.refused, jobs.submitted, "{jobs:?}");
+    assert!(jobs.elapsed > Duration::ZERO && jobs.completed_per_sec() > 0.0, "{jobs:?}");
+    let sized = report.rows.iter().find(|r| r.table == "sizes" && r.scenario == Scenario::ErrorReply).unwrap();
+    assert!(sized.body_bytes > 4096, "a 4 KiB data makes a larger sealed body: {}", sized.body_bytes);
+    let calibration = report.calibration.expect("a local zone ran");
+    assert!(calibration.reply_bytes > 0 && calibration.sdk_latency > Duration::ZERO);
+    let text = report.render();
+    for heading in
+        ["### Main", "### Cost growth with the body size", "### Cost growth with concurrent clients", "### Targets"]
+    {
+        assert!(text.contains(heading), "{heading} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,82 @@
+//! The messages of the local codec's channel between the program and the local zone (DESIGN.md "The
+//! local codec"): the decrypted callback and `/sdk/invoke` messages, and the reply header of a failed
+//! `Invoke`. Both sides build and read them from this one definition.
+
+/// Reply header carrying a non-zero `Invoke` return code.
+pub const H_INVOKE_RET: &str = "ww-invoke-ret";
+
+/// Which kind of request arrived (`call_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "i64", try_from = "i64")]
+pub enum CallType {
+    /// 1: an app called the program (`sync_call_program` / `async_program_task`).
+    AppCall,
+    /// 2: a WeCom event.
+    Event,
+}
+
+impl From<CallType> for i64 {
+    fn from(c: CallType) -> i64 {
+        match c {
+            CallType::AppCall => 1,
+            CallType::Event => 2,
+        }
+    }
+}
+
+impl TryFrom<i64> for CallType {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match v {
+            1 => Ok(Self::AppCall),
+            2 => Ok(Self::Event),
+            other => Err(format!("unknown call_type {other}")),
+        }
+    }
+}
+
+/// The decrypted message of a callback (DESIGN.md "The local codec").
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackMessage {
+    /// The corp (also the receive id).
+    pub corp_id: String,
+    /// The app's agent id.
+    pub agent_id: i64,
+    /// 1 or 2.
+    pub call_type: CallType,
+    /// Async job?
+    #[serde(default)]
+    pub is_async: bool,
+    /// Opaque job context.
+    #[serde(default)]
+    pub job_info: String,
+    /// The ability called.
+    #[serde(default)]
+    pub ability_id: String,
+    /// The notify_id passed by the app.
+    #[serde(default)]
+    pub notify_id: String,
+    /// `request_data` or the event JSON.
+    pub data: String,
+}
+
+/// The decrypted message of an `/sdk/invoke` request.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeMessage {
+    /// Corp id of the context.
+    pub corp_id: String,
+    /// Agent id of the context.
+    pub agent_id: i64,
+    /// Ability id of the context.
+    #[serde(default)]
+    pub ability_id: String,
+    /// Job context.
+    #[serde(default)]
+    pub job_info: String,
+    /// The API name.
+    pub api: String,
+    /// The request JSON, as a string.
+    pub request: String,
+}
