@@ -172,11 +172,17 @@ pub fn get_hit_msg_list(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -
     let limit = req.limit(200, 1000)?;
     let begin_time = req.int_opt("begin_time")?;
     let now = shared.clock.now();
-    let data = shared.data();
+    let mut data = shared.data();
     if let Some(t) = token
         && !data.token_valid(t, TokenKind::HitKeyword, now)
     {
         return Err(ApiError::invalid("token", "invalid or expired (a token lives 10 minutes)"));
+    }
+    if token.is_none() && !data.tokenless_allowed(now, shared.cfg.tokenless_calls_per_minute) {
+        return Err(ApiError::new(
+            super::sdk_msgs::FREQUENCY_LIMIT,
+            "api freq out of limit: calls without an event token are limited",
+        ));
     }
     let from_time = begin_time.unwrap_or(i64::MIN);
     let from = cursor.unwrap_or(0);

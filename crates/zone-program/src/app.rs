@@ -38,6 +38,8 @@ pub struct AppState {
     pub abilities: Arc<Registry>,
     /// Event handling state (cursor locks).
     pub events: Arc<Events>,
+    /// The per-corp budget of listing calls without an event token (`[messages]`).
+    pub tokenless: Arc<crate::abilities::tokenless::TokenlessBudget>,
 }
 
 /// A built, bound, not yet running program.
@@ -64,6 +66,7 @@ impl App {
         tracing::info!(keys = keyring.len(), "keyring loaded");
         let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings::from_config(&config.jobs));
         let abilities = Registry::new(config.abilities.max_input_bytes, config.abilities.output_envelope);
+        let tokenless = Arc::new(crate::abilities::tokenless::TokenlessBudget::new(&config.messages));
         let state = AppState {
             config: Arc::new(config),
             sdk,
@@ -73,6 +76,7 @@ impl App {
             keyring: Arc::new(keyring),
             abilities: Arc::new(abilities),
             events: Arc::new(Events::default()),
+            tokenless,
         };
         Ok(Self { listener, state })
     }

@@ -51,6 +51,32 @@ pub struct Config {
     pub abilities: AbilitiesConfig,
     /// RSA private keys that unwrap message secret keys.
     pub keyring: KeyringConfig,
+    /// Message access: the index, the budget of calls without an event token, event paging.
+    pub messages: MessagesConfig,
+}
+
+/// `[messages]`: how the program reaches messages without hammering `sync_msg` (WeCom limits calls
+/// without an event token strictly: sdk-data-apis.md §1.4).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// Calls without an event token (`sync_msg` / `get_msg_list_by_page_id` from `begin_time`) one
+    /// corp may make per minute, refilled evenly. Default 6.
+    pub tokenless_per_minute: u32,
+    /// How many such calls may come at once after a quiet spell (the bucket's size). Default 3.
+    pub tokenless_burst: u32,
+    /// How far the index may lag behind now and still answer a range ending now, in seconds: newer
+    /// messages come with their `conversation_new_message` event. Default 60.
+    pub index_freshness_secs: i64,
+    /// Listing pages (of up to 1000 messages) one event notification carries; more continue as the
+    /// next part. Each page can be several hundred KiB of `get_callback_data` reply. Default 10.
+    pub pages_per_notify: usize,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        Self { tokenless_per_minute: 6, tokenless_burst: 3, index_freshness_secs: 60, pages_per_notify: 10 }
+    }
 }
 
 /// `[server]`
@@ -392,6 +418,14 @@ impl Config {
         positive("jobs.model_poll_interval_ms", self.jobs.model_poll_interval_ms)?;
         positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
+        positive("messages.tokenless_per_minute", u64::from(self.messages.tokenless_per_minute))?;
+        positive("messages.tokenless_burst", u64::from(self.messages.tokenless_burst))?;
+        if !(1..=100).contains(&self.messages.pages_per_notify) {
+            return Err(ConfigError::new("messages.pages_per_notify", "must be 1 to 100"));
+        }
+        if !(0..=3600).contains(&self.messages.index_freshness_secs) {
+            return Err(ConfigError::new("messages.index_freshness_secs", "must be 0 to 3600"));
+        }
         if self.abilities.max_reply_bytes < 1024 {
             return Err(ConfigError::new("abilities.max_reply_bytes", "must be at least 1024"));
         }

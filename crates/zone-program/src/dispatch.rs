@@ -83,6 +83,7 @@ fn ability_cx(state: &AppState, ctx: CallContext, notify_id: String, budget: Dur
         notify_id,
         poll_interval: Duration::from_millis(state.config.jobs.model_poll_interval_ms),
         deadline: tokio::time::Instant::now() + budget,
+        tokenless: state.tokenless.clone(),
     }
 }
 

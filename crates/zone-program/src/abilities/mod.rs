@@ -16,6 +16,7 @@ pub mod list_abilities;
 pub mod messages;
 pub mod model;
 pub mod reply_suggestions;
+pub mod tokenless;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub struct AbilityCx {
     pub poll_interval: Duration,
     /// When the ability must have answered (sync: within the request deadline; async: the job's).
     pub deadline: tokio::time::Instant,
+    /// The per-corp budget of listing calls without an event token, and the index's freshness.
+    pub tokenless: Arc<tokenless::TokenlessBudget>,
 }
 
 impl AbilityCx {

@@ -13,8 +13,6 @@ use crate::jobs::Step;
 use crate::sdk::{CallContext, require_ok};
 use crate::store::{JobKind, JobRow, MAX_OWN_NOTIFY_ID_BYTES, NewJob, NotifyEntry, NotifyId, StoreError};
 
-/// Listing pages (of up to 1000 messages) one notification carries; more continue in a new part.
-pub const PAGES_PER_PART: usize = 10;
 /// Most parts one event is split into.
 const MAX_PARTS: u32 = 100;
 /// Items asked per listing page (the documented maximum).
@@ -242,7 +240,21 @@ async fn pull(
     Ok(fields)
 }
 
-/// Pulls up to [`PAGES_PER_PART`] pages of `listing` from the corp's stored cursor, checkpointing
+/// Records a listed page in the message index (metadata only: listings carry no content) so that
+/// workflows need no tokenless `sync_msg`; a `sync_msg` page also widens the index's coverage. A
+/// failure is logged and costs only that: the workflows then list the gap themselves.
+async fn index_page(state: &AppState, corp: &str, api: &str, items: &[Value], fresh: bool, has_more: bool) {
+    let recorded = if api == "sync_msg" {
+        state.store.record_listing_page(corp, items, fresh, has_more).await
+    } else {
+        state.store.index_messages(corp, items).await.map(|_| ())
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, api, "indexing a listed page failed");
+    }
+}
+
+/// Pulls up to `messages.pages_per_notify` pages of `listing` from the corp's stored cursor, checkpointing
 /// items and cursor after every page. Returns whether more remain.
 async fn pull_listing(
     state: &AppState,
@@ -256,7 +268,7 @@ async fn pull_listing(
     if progress.cursor.is_none() && progress.pages == 0 {
         progress.cursor = state.store.cursor(corp, listing.api).await?;
     }
-    while progress.pages < PAGES_PER_PART {
+    while progress.pages < state.config.messages.pages_per_notify {
         // Empty cursor or token fields are left out: the SDK refuses them (protocol README §9).
         let mut request = json!({ "limit": PAGE_LIMIT });
         if let Some(c) = progress.cursor.as_deref().filter(|c| !c.is_empty()) {
@@ -268,10 +280,12 @@ async fn pull_listing(
         if listing.need_detail {
             request["need_detail"] = json!(1);
         }
+        let fresh = progress.cursor.as_deref().is_none_or(str::is_empty);
         let page = call(state, &job.ctx, listing.api, &request).await?;
         let items = page.get("msg_list").and_then(Value::as_array).cloned().unwrap_or_default();
         let next = page.get("next_cursor").and_then(Value::as_str).unwrap_or_default().to_owned();
         let has_more = page.get("has_more").is_some_and(|h| h.as_i64() == Some(1) || h.as_bool() == Some(true));
+        index_page(state, corp, listing.api, &items, fresh, has_more).await;
         progress.items.extend(items);
         progress.pages += 1;
         if !next.is_empty() {

@@ -5,6 +5,7 @@
 
 mod clock;
 mod jobs;
+mod msg_index;
 mod notify;
 mod notify_id;
 
@@ -20,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use msg_index::{Coverage, RETENTION_SECS};
 pub use jobs::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
 pub use notify::{NotifyEntry, NotifyStats, TakeError};
 pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
@@ -123,6 +125,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(msg_index::SCHEMA)?;
         // Whatever a previous process held is free again: interrupted jobs resume.
         conn.execute("UPDATE jobs SET claimed = 0 WHERE claimed = 1", [])?;
         let unfinished: i64 =
