@@ -51,6 +51,7 @@ pub enum Command {
 
 /// Options of `serve`.
 #[derive(Debug, Args)]
+#[group(id = "DevServeArgs")]
 pub struct ServeArgs {
     /// Also start the local zone in-process and talk to it (offline development).
     #[arg(long)]

@@ -18,7 +18,7 @@ fn image_binary() -> std::path::PathBuf {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 /// `/opt/zone-program` in miniature: bin/zone-programd, bin/start.sh, config.toml.
@@ -183,7 +183,7 @@ case "$1" in
   export)
     root="$(mktemp -d)"
     mkdir -p "$root/opt/zone-program/bin" "$root/opt/zone-program/lib" "$root/usr/bin"
-    touch "$root/opt/zone-program/bin/zone-program" "$root/opt/zone-program/bin/start.sh" \
+    touch "$root/opt/zone-program/bin/zone-programd" "$root/opt/zone-program/bin/start.sh" \
       "$root/opt/zone-program/config.toml" "$root/usr/bin/sh" \
       "$root/opt/zone-program/lib/libzone_shim.so" "$root/opt/zone-program/lib/libWeWorkSpecSDK.so"
     tar -cf "$3" -C "$root" . ;;

@@ -346,8 +346,8 @@ mod tests {
             .map(PathBuf::from)
             .into_iter()
             .chain([
-                manifest.join("protocol"),
-                manifest.join("../shared/protocol"),
+                manifest.join("../../protocol"),
+                manifest.join("../../../shared/protocol"),
                 manifest.join("../../shared/protocol"),
             ])
             .find(|d| d.join("sdk-data-apis.md").is_file() && d.join("sdk-model-apis.md").is_file())
