@@ -115,9 +115,7 @@ impl Req {
     pub fn str_req(&self, key: &str, max_bytes: usize) -> Result<&str, ApiError> {
         match self.str_opt(key)? {
             None | Some("") => Err(self.invalid(key, "is required")),
-            Some(s) if s.len() > max_bytes => {
-                Err(self.invalid(key, &format!("must be at most {max_bytes} bytes")))
-            }
+            Some(s) if s.len() > max_bytes => Err(self.invalid(key, &format!("must be at most {max_bytes} bytes"))),
             Some(s) => Ok(s),
         }
     }
@@ -126,9 +124,7 @@ impl Req {
     pub fn str_max(&self, key: &str, max_bytes: usize) -> Result<Option<&str>, ApiError> {
         match self.str_opt(key)? {
             None | Some("") => Ok(None),
-            Some(s) if s.len() > max_bytes => {
-                Err(self.invalid(key, &format!("must be at most {max_bytes} bytes")))
-            }
+            Some(s) if s.len() > max_bytes => Err(self.invalid(key, &format!("must be at most {max_bytes} bytes"))),
             Some(s) => Ok(Some(s)),
         }
     }

@@ -56,7 +56,7 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
 
 /// Whether a request that says `is_async` false runs as a job anyway (`abilities.always_async`).
 fn always_async(state: &AppState, callback: &Callback) -> bool {
-    !callback.job_info.is_empty() && state.config.abilities.always_async.iter().any(|a| *a == callback.ability_id)
+    !callback.job_info.is_empty() && state.config.abilities.always_async.contains(&callback.ability_id)
 }
 
 /// Codes that describe the caller's request rather than the program's state.

@@ -130,8 +130,11 @@ impl Zone {
     /// Polls `async_program_result` until the job is reported (or the zone gives an error).
     pub async fn job_result(&self, jobid: &str) -> Value {
         let body = json!({ "jobid": jobid });
-        poll(|| self.app_post("async_program_result", &body), |v| v["errcode"] != 0 || v.get("response_errcode").is_some())
-            .await
+        poll(
+            || self.app_post("async_program_result", &body),
+            |v| v["errcode"] != 0 || v.get("response_errcode").is_some(),
+        )
+        .await
     }
 
     /// POSTs a `/local/<path>` control.

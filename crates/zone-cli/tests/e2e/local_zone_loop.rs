@@ -69,7 +69,8 @@ async fn an_own_program_task_is_run_by_the_program_and_its_report_read_back() {
     let running = env.sdk("get_program_task_result", json!({"jobid": jobid})).await;
     assert!(running.get("status").is_none(), "no status field, running or not: {running}");
     let done =
-        poll(|| env.sdk("get_program_task_result", json!({"jobid": jobid})), |v| v.get("response_errcode").is_some()).await;
+        poll(|| env.sdk("get_program_task_result", json!({"jobid": jobid})), |v| v.get("response_errcode").is_some())
+            .await;
     assert!(done.get("status").is_none(), "{done}");
     assert_eq!(done["response_errcode"], 0, "{done}");
     let data: Value = serde_json::from_str(done["response_data"].as_str().unwrap()).unwrap();

@@ -182,7 +182,8 @@ async fn documented_types_limits_and_field_paths_only() {
     let env = TestEnv::spawn().await;
     let errmsg = |v: &Value| v["errmsg"].as_str().unwrap_or_default().to_owned();
     let user = env.world().await["staff"][0]["userid"].clone();
-    let int_flag = env.sdk("set_hide_sensitiveinfo_config", json!({"userid": user, "config": {"hide_mobile": 1}})).await;
+    let int_flag =
+        env.sdk("set_hide_sensitiveinfo_config", json!({"userid": user, "config": {"hide_mobile": 1}})).await;
     assert_eq!(int_flag["errcode"], 40058, "1 is not a boolean: {int_flag}");
     assert!(errmsg(&int_flag).contains("`config.hide_mobile`"), "{int_flag}");
     let int_flag = env.sdk("search_msg", json!({"query_word": "退款", "skip_stop_words": 1})).await;

@@ -301,7 +301,8 @@ async fn fifty_workflow_calls_succeed_on_the_index_with_at_most_a_handful_of_tok
     env.control("messages", body).await;
     env.next_notify().await;
     env.settle_jobs().await;
-    let coverage = env.state.store.index_coverage(crate::helpers::CORP).await.unwrap().expect("the pull filled the index");
+    let coverage =
+        env.state.store.index_coverage(crate::helpers::CORP).await.unwrap().expect("the pull filled the index");
     assert!(coverage.from <= now() - 5 * DAY + 60 && coverage.until >= now() - 5, "{coverage:?}");
 
     let before = env.zone.data().tokenless_calls;
@@ -315,8 +316,7 @@ async fn fifty_workflow_calls_succeed_on_the_index_with_at_most_a_handful_of_tok
     assert!(tokenless <= 3, "{tokenless} calls without an event token for 50 workflow calls");
     assert_eq!(digested.len(), 1, "every call saw the same messages");
     // The index answers what a direct listing answers.
-    let direct: Vec<String> =
-        ids(&listed(&env, start).await).into_iter().filter(|_| true).collect::<Vec<_>>();
+    let direct: Vec<String> = ids(&listed(&env, start).await).into_iter().filter(|_| true).collect::<Vec<_>>();
     let out = call(&env, "chat_digest", json!({"chatid": vip, "start_time": start, "end_time": end})).await;
     let from_index: Vec<String> = serde_json::from_value(out["msgids"].clone()).unwrap();
     assert!(from_index.iter().all(|m| direct.contains(m)), "only listed messages");

@@ -152,7 +152,8 @@ pub async fn collect(
     let corp = cx.ctx.corp_id.as_str();
     let now = cx.store.clock().now_ms() / 1000;
     let coverage = cx.store.index_coverage(corp).await?;
-    let fresh_until = |c: &Coverage| if c.until >= now - cx.tokenless.index_freshness_secs { now.max(end) } else { c.until };
+    let fresh_until =
+        |c: &Coverage| if c.until >= now - cx.tokenless.index_freshness_secs { now.max(end) } else { c.until };
     let gap = match coverage {
         Some(c) if c.from <= start && end <= fresh_until(&c) => None,
         Some(c) if c.from <= start && c.until >= start => Some(c.until + 1),

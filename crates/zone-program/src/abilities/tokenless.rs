@@ -84,7 +84,11 @@ mod tests {
     use super::*;
 
     fn budget(per_minute: u32, burst: u32) -> TokenlessBudget {
-        TokenlessBudget::new(&MessagesConfig { tokenless_per_minute: per_minute, tokenless_burst: burst, ..Default::default() })
+        TokenlessBudget::new(&MessagesConfig {
+            tokenless_per_minute: per_minute,
+            tokenless_burst: burst,
+            ..Default::default()
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -98,7 +102,10 @@ mod tests {
         assert!(b.try_take("c1").is_ok());
         assert!(b.try_take("c1").is_err());
         tokio::time::advance(Duration::from_secs(3600)).await;
-        assert!(b.try_take("c1").is_ok() && b.try_take("c1").is_ok() && b.try_take("c1").is_err(), "capped at the burst");
+        assert!(
+            b.try_take("c1").is_ok() && b.try_take("c1").is_ok() && b.try_take("c1").is_err(),
+            "capped at the burst"
+        );
     }
 
     #[tokio::test(start_paused = true)]

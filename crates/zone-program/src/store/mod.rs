@@ -21,8 +21,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use msg_index::{Coverage, RETENTION_SECS};
 pub use jobs::{Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
+pub use msg_index::{Coverage, RETENTION_SECS};
 pub use notify::{NotifyEntry, NotifyStats, TakeError};
 pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
 
