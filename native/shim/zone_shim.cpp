@@ -6,8 +6,16 @@
 // nowhere else. The rest is the C ABI: (pointer, length) strings, objects owned by the side that
 // allocated them, and no exception crossing the boundary.
 //
-// Build (native/build.sh): g++ -std=c++17 -shared -fPIC zone_shim.cpp -I<dir of cpp_sdk.h>
+// Build (native/build.sh): g++ -std=c++17 -shared -fPIC zone_shim.cpp -isystem <dir of cpp_sdk.h>
 //   -L<dir of libWeWorkSpecSDK.so> -lWeWorkSpecSDK; add -DZONE_SHIM_STUB_SDK against the stub SDK.
+//
+// Two shapes of the undocumented C++ names are selected at build time (native/build.sh
+// --invoke-shape / --log-shape, or -D…):
+//   ZONE_SHIM_INVOKE_SHAPE 1  sdk.SetRequest(request); sdk.Invoke(api)       (Java wrapper, default)
+//                          2  Invoke(&sdk, api, request)                     (the Java layer's native call)
+//   ZONE_SHIM_LOG_SHAPE    1  WWSpecLogInfo(reqid, text)                     (std::string, default)
+//                          2  WWSpecLogInfoWithReqId(reqid, "%s", text)       (printf-style)
+// In shape 2 the text is always an argument of a literal "%s", never the format itself.
 
 #include "zone_shim.h"
 
@@ -29,6 +37,19 @@ namespace {
 // Names follow the official Java wrapper (program-callbacks.md 2-4); change them here, and only
 // here, to match the real cpp_sdk.h.
 namespace vendor {
+
+#ifndef ZONE_SHIM_INVOKE_SHAPE
+#define ZONE_SHIM_INVOKE_SHAPE 1
+#endif
+#ifndef ZONE_SHIM_LOG_SHAPE
+#define ZONE_SHIM_LOG_SHAPE 1
+#endif
+#if ZONE_SHIM_INVOKE_SHAPE != 1 && ZONE_SHIM_INVOKE_SHAPE != 2
+#error "ZONE_SHIM_INVOKE_SHAPE must be 1 (SetRequest + Invoke(api)) or 2 (Invoke(sdk, api, request))"
+#endif
+#if ZONE_SHIM_LOG_SHAPE != 1 && ZONE_SHIM_LOG_SHAPE != 2
+#error "ZONE_SHIM_LOG_SHAPE must be 1 (std::string lines) or 2 (printf-style with a request id)"
+#endif
 
 using Headers = std::map<std::string, std::string>;
 using Decoder = Tencent::WxWork::SpecCallbackSDK;
@@ -74,24 +95,78 @@ void build_reply(Decoder &d, const std::string &plaintext, Headers *headers, std
 int invoke(const std::string &corp_id, int64_t agent_id, const std::string &ability_id, const std::string &job_info,
            const std::string &api, const std::string &request, std::string *response) {
     Tencent::WxWork::SpecSDK sdk(corp_id, agent_id, ability_id, job_info);
+#if ZONE_SHIM_INVOKE_SHAPE == 2
+    int ret = Tencent::WxWork::Invoke(&sdk, api, request);
+#else
     sdk.SetRequest(request);
     int ret = sdk.Invoke(api);
+#endif
     if (ret == 0) *response = sdk.GetResponse();
     return ret;
 }
 
+// Which shapes this build uses (zone_shim_build_info).
+const char *build_info() {
+#if ZONE_SHIM_INVOKE_SHAPE == 2
+#define ZONE_SHIM_INVOKE_NAME "request-arg"
+#else
+#define ZONE_SHIM_INVOKE_NAME "set-request"
+#endif
+#if ZONE_SHIM_LOG_SHAPE == 2
+#define ZONE_SHIM_LOG_NAME "printf"
+#else
+#define ZONE_SHIM_LOG_NAME "string"
+#endif
+#ifdef ZONE_SHIM_STUB_SDK
+#define ZONE_SHIM_SDK_NAME "stub"
+#else
+#define ZONE_SHIM_SDK_NAME "vendor"
+#endif
+    return "sdk=" ZONE_SHIM_SDK_NAME ";invoke=" ZONE_SHIM_INVOKE_NAME ";log=" ZONE_SHIM_LOG_NAME;
+}
+
 std::string generate_notify_id() { return Tencent::WxWork::GenerateNotifyId(); }
+
+}  // namespace vendor
+}  // namespace
+
+// The SDK's version: Java has SpecUtil.GetSDKVersion(); the C++ name is a guess. Declared weak, so a
+// vendor library without it still links and loads (the shim then answers ZONE_SHIM_E_UNSUPPORTED).
+namespace Tencent {
+namespace WxWork {
+std::string GetSDKVersion() __attribute__((weak));
+}  // namespace WxWork
+}  // namespace Tencent
+
+namespace {
+namespace vendor {
+
+bool sdk_version(std::string *out) {
+    if (&Tencent::WxWork::GetSDKVersion == nullptr) return false;
+    *out = Tencent::WxWork::GetSDKVersion();
+    return true;
+}
 
 bool open_debug_mode(const std::string &debug_token, const std::string &access_token) {
     return Tencent::WxWork::SpecOpenDebugMode(debug_token, access_token);
 }
 
 void log(int32_t level, const std::string &reqid, const std::string &text) {
+#if ZONE_SHIM_LOG_SHAPE == 2
+    // printf-style: the text is an argument of a literal format, never the format (a '%' in a line
+    // must not read varargs that do not exist). A NUL byte ends the line there.
+    switch (level) {
+        case ZONE_SHIM_LOG_ERR: Tencent::WxWork::WWSpecLogErrorWithReqId(reqid.c_str(), "%s", text.c_str()); break;
+        case ZONE_SHIM_LOG_DBG: Tencent::WxWork::WWSpecLogDebugWithReqId(reqid.c_str(), "%s", text.c_str()); break;
+        default: Tencent::WxWork::WWSpecLogInfoWithReqId(reqid.c_str(), "%s", text.c_str()); break;
+    }
+#else
     switch (level) {
         case ZONE_SHIM_LOG_ERR: Tencent::WxWork::WWSpecLogError(reqid, text); break;
         case ZONE_SHIM_LOG_DBG: Tencent::WxWork::WWSpecLogDebug(reqid, text); break;
         default: Tencent::WxWork::WWSpecLogInfo(reqid, text); break;
     }
+#endif
 }
 
 // Per-instance settings exist only in the stub SDK (tests); the vendor build ignores the options.
@@ -182,6 +257,8 @@ extern "C" {
 uint32_t zone_shim_abi_version(void) { return ZONE_SHIM_ABI_VERSION; }
 
 uint64_t zone_shim_live_objects(void) { return g_live.load(std::memory_order_relaxed); }
+
+const char *zone_shim_build_info(void) { return vendor::build_info(); }
 
 int32_t zone_shim_new(zone_shim_str options, zone_shim **out, char **error, size_t *error_len) {
     if (out != nullptr) *out = nullptr;
@@ -335,6 +412,18 @@ int32_t zone_shim_generate_notify_id(const zone_shim *shim, char **out, size_t *
     return guarded([&]() -> int32_t {
         vendor::Scope scope(*shim->instance);
         return give_string(vendor::generate_notify_id(), out, out_len);
+    });
+}
+
+int32_t zone_shim_sdk_version(const zone_shim *shim, char **out, size_t *out_len) {
+    if (out != nullptr) *out = nullptr;
+    if (out_len != nullptr) *out_len = 0;
+    if (shim == nullptr || out == nullptr || out_len == nullptr) return ZONE_SHIM_E_ARGUMENT;
+    return guarded([&]() -> int32_t {
+        vendor::Scope scope(*shim->instance);
+        std::string version;
+        if (!vendor::sdk_version(&version)) return ZONE_SHIM_E_UNSUPPORTED;
+        return give_string(version, out, out_len);
     });
 }
 

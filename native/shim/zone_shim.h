@@ -36,6 +36,7 @@ extern "C" {
 #define ZONE_SHIM_E_NO_MEMORY (-19003)  /* std::bad_alloc */
 #define ZONE_SHIM_E_INIT (-19004)       /* the SDK could not be initialised (e.g. bad init options) */
 #define ZONE_SHIM_E_DEBUG_MODE (-19005) /* SpecOpenDebugMode returned false */
+#define ZONE_SHIM_E_UNSUPPORTED (-19006) /* the vendor SDK lacks the function (e.g. GetSDKVersion) */
 #define ZONE_SHIM_E_REJECTED (-20000)   /* the decoder said !IsOk() */
 #define ZONE_SHIM_E_NO_METHOD (-20001)  /* vendor: no method given */
 #define ZONE_SHIM_E_NO_HEADERS (-20002) /* vendor: no headers given */
@@ -101,6 +102,11 @@ uint32_t zone_shim_abi_version(void);
 /* Objects and strings the shim has handed out and not yet had back (for leak checks). */
 uint64_t zone_shim_live_objects(void);
 
+/* How this shim was built, as a static NUL-terminated string of `key=value` pairs separated by ';':
+ * `sdk` (stub | vendor), `invoke` (set-request | request-arg), `log` (string | printf). Optional:
+ * a loader accepts a shim without it. */
+const char *zone_shim_build_info(void);
+
 /* Creates the SDK context. `options` is an opaque per-instance settings string; the build against
  * the vendor SDK ignores it, the build against the stub SDK reads its settings from it. On failure
  * returns ZONE_SHIM_E_INIT and, if `error` is not NULL, a message (never containing option values)
@@ -135,6 +141,11 @@ int32_t zone_shim_invoke(const zone_shim *shim, const zone_shim_invoke_args *arg
 
 /* A fresh notify id (GenerateNotifyId); free with zone_shim_string_free. */
 int32_t zone_shim_generate_notify_id(const zone_shim *shim, char **out, size_t *out_len);
+
+/* The SDK library's version text (GetSDKVersion, when the library has it); free with
+ * zone_shim_string_free. ZONE_SHIM_E_UNSUPPORTED when it does not. Optional: a loader accepts a shim
+ * without this function. */
+int32_t zone_shim_sdk_version(const zone_shim *shim, char **out, size_t *out_len);
 
 /* Opens the vendor debug mode (SpecOpenDebugMode); ZONE_SHIM_E_DEBUG_MODE when it refuses. */
 int32_t zone_shim_open_debug_mode(const zone_shim *shim, zone_shim_str debug_token, zone_shim_str access_token);

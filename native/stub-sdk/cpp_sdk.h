@@ -67,13 +67,21 @@ public:
     SpecSDK(const SpecSDK &) = delete;
     SpecSDK &operator=(const SpecSDK &) = delete;
 
+    // Invoke shape 1 ("set-request", the Java wrapper's instance methods): SetRequest, then
+    // Invoke(api), then GetResponse. Returns 0, or -10001 (not initialised), -10002 (no request),
+    // -10003 (no api), -10004, -10006 (failed), -10007 (empty response).
     void SetRequest(const std::string &request_json);
-    // 0, or -10001 (not initialised), -10002 (no request), -10003 (no api), -10004, -10006 (failed),
-    // -10007 (empty response).
     int Invoke(const std::string &api);
     std::string GetResponse() const;
 
+    // How many calls went through each shape (stub only: lets the shim check prove which one a build
+    // uses).
+    static uint64_t CallsOfShape(int shape);
+
 private:
+    friend int Invoke(SpecSDK *sdk, const std::string &api, const std::string &request);
+    int invoke(const std::string &api, int shape);
+
     Stub::Instance *instance_;
     std::string corp_id_;
     int64_t agent_id_;
@@ -84,13 +92,32 @@ private:
     std::string response_;
 };
 
+// Invoke shape 2 ("request-arg", the Java layer's native Invoke(sdk, apiName, request)): the request
+// is an argument; the response is read with sdk->GetResponse(). Same return codes as shape 1.
+int Invoke(SpecSDK *sdk, const std::string &api, const std::string &request);
+
 std::string GenerateNotifyId();
+// The SDK's version and build date (Java: SpecUtil.GetSDKVersion(); the C++ name is unconfirmed).
+std::string GetSDKVersion();
 bool SpecOpenDebugMode(const std::string &debug_token, const std::string &access_token);
 
-// SDK log functions (names follow the Java wrapper's SpecUtil; unverified for C++).
+// SDK log functions (names follow the Java wrapper's SpecUtil; unverified for C++), in two shapes.
+// Log shape 1: the line as a string.
 void WWSpecLogError(const std::string &reqid, const std::string &message);
 void WWSpecLogInfo(const std::string &reqid, const std::string &message);
 void WWSpecLogDebug(const std::string &reqid, const std::string &message);
+// Log shape 2: printf-style with a request id (the Java layer's WWSpecLogInfoWithReqId). The format
+// attribute makes -Wformat-security refuse a non-literal format string at compile time.
+void WWSpecLogErrorWithReqId(const char *reqid, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void WWSpecLogInfoWithReqId(const char *reqid, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void WWSpecLogDebugWithReqId(const char *reqid, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+// A vendor-header-style inline helper with an unused parameter: with -Wall -Wextra -Werror it breaks
+// any build that includes this header with -I instead of -isystem (native/build.sh uses -isystem).
+// The stub's own sources (which find this header beside them, not as a system header) skip it.
+#ifndef WWSPEC_STUB_IMPLEMENTATION
+inline int SpecHeaderVersion(int reserved) { return 1; }
+#endif
 
 // ---- Stub-only extension: per-instance settings. The vendor SDK has nothing like it. ----
 namespace Stub {

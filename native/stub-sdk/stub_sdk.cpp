@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -54,6 +55,7 @@ struct Instance {
 namespace {
 
 thread_local Stub::Instance *t_current = nullptr;
+std::atomic<uint64_t> g_shape_calls[3];
 
 std::string trim(const std::string &s) {
     size_t b = s.find_first_not_of(" \t\r");
@@ -298,7 +300,20 @@ void SpecSDK::SetRequest(const std::string &request_json) {
     has_request_ = true;
 }
 
-int SpecSDK::Invoke(const std::string &api) {
+uint64_t SpecSDK::CallsOfShape(int shape) {
+    return shape == 1 || shape == 2 ? g_shape_calls[shape].load(std::memory_order_relaxed) : 0;
+}
+
+int SpecSDK::Invoke(const std::string &api) { return invoke(api, 1); }
+
+int Invoke(SpecSDK *sdk, const std::string &api, const std::string &request) {
+    if (sdk == nullptr) return -10001;
+    sdk->SetRequest(request);
+    return sdk->invoke(api, 2);
+}
+
+int SpecSDK::invoke(const std::string &api, int shape) {
+    g_shape_calls[shape].fetch_add(1, std::memory_order_relaxed);
     response_.clear();
     if (instance_ == nullptr || corp_id_.empty()) return -10001;
     if (!has_request_) return -10002;
@@ -365,6 +380,8 @@ std::string GenerateNotifyId() {
     return id;
 }
 
+std::string GetSDKVersion() { return "stub-sdk 1.1.0 (built " __DATE__ ")"; }
+
 bool SpecOpenDebugMode(const std::string &debug_token, const std::string &access_token) {
     Stub::Instance *inst = t_current;
     if (inst == nullptr) return false;
@@ -384,6 +401,40 @@ void WWSpecLogInfo(const std::string &reqid, const std::string &message) {
 }
 void WWSpecLogDebug(const std::string &reqid, const std::string &message) {
     if (t_current != nullptr) t_current->log("DBG", reqid, message);
+}
+
+namespace {
+void log_printf(const char *level, const char *reqid, const char *format, va_list args) {
+    if (t_current == nullptr || format == nullptr) return;
+    va_list copy;
+    va_copy(copy, args);
+    int n = std::vsnprintf(nullptr, 0, format, copy);
+    va_end(copy);
+    if (n < 0) return;
+    std::string line(size_t(n) + 1, '\0');
+    std::vsnprintf(&line[0], line.size(), format, args);
+    line.resize(size_t(n));
+    t_current->log(level, reqid == nullptr ? std::string() : std::string(reqid), line);
+}
+}  // namespace
+
+void WWSpecLogErrorWithReqId(const char *reqid, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    log_printf("ERR", reqid, format, args);
+    va_end(args);
+}
+void WWSpecLogInfoWithReqId(const char *reqid, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    log_printf("INFO", reqid, format, args);
+    va_end(args);
+}
+void WWSpecLogDebugWithReqId(const char *reqid, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    log_printf("DBG", reqid, format, args);
+    va_end(args);
 }
 
 }  // namespace WxWork

@@ -4,10 +4,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cpp_sdk.h"
 #include "stub_internal.h"
 #include "zone_shim.h"
 
@@ -124,10 +127,34 @@ int32_t invoke(zone_shim *shim, const std::string &api, std::string *response) {
     return ret;
 }
 
+// The shapes this build was made with (ZONE_SHIM_CHECK_SHAPES="<invoke> <log>", set by build.sh).
+void shapes(int *invoke_shape, int *log_shape) {
+    const char *env = std::getenv("ZONE_SHIM_CHECK_SHAPES");
+    *invoke_shape = 1;
+    *log_shape = 1;
+    if (env != nullptr) CHECK(std::sscanf(env, "%d %d", invoke_shape, log_shape) == 2);
+}
+
+std::string read_file(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
 void invokes() {
+    int invoke_shape = 0, log_shape = 0;
+    shapes(&invoke_shape, &log_shape);
+    const char *dir = std::getenv("ZONE_SHIM_CHECK_DIR");
+    std::string log_file = std::string(dir == nullptr ? "/tmp" : dir) + "/shim_check.log";
+    std::remove(log_file.c_str());
     zone_shim *shim = open_shim(
         "fault.a=ret:-10001;fault.b=ret:-10007;fault.big=bytes:3000000;fault.slow=slow:5,ret:-10006;"
-        "zone_url=http://127.0.0.1:1;http_timeout_ms=2000");
+        "zone_url=http://127.0.0.1:1;http_timeout_ms=2000;log_file=" + log_file);
+    std::string info = zone_shim_build_info();
+    CHECK(info.find(invoke_shape == 2 ? "invoke=request-arg" : "invoke=set-request") != std::string::npos);
+    CHECK(info.find(log_shape == 2 ? "log=printf" : "log=string") != std::string::npos);
+    uint64_t shape1 = Tencent::WxWork::SpecSDK::CallsOfShape(1), shape2 = Tencent::WxWork::SpecSDK::CallsOfShape(2);
     std::string rsp;
     CHECK(invoke(shim, "a", &rsp) == -10001);
     CHECK(invoke(shim, "b", &rsp) == -10007);
@@ -135,6 +162,12 @@ void invokes() {
     CHECK(invoke(shim, "big", &rsp) == 0 && rsp.size() == 3000000 && rsp.compare(0, 11, "{\"errcode\":") == 0);
     CHECK(invoke(shim, "sync_msg", &rsp) == -10006);  // nothing listens on port 1
     CHECK(invoke(shim, "", &rsp) == -10003);
+    // Every call went through the shape the build selected, none through the other.
+    uint64_t used = invoke_shape == 2 ? Tencent::WxWork::SpecSDK::CallsOfShape(2) - shape2
+                                      : Tencent::WxWork::SpecSDK::CallsOfShape(1) - shape1;
+    uint64_t other = invoke_shape == 2 ? Tencent::WxWork::SpecSDK::CallsOfShape(1) - shape1
+                                       : Tencent::WxWork::SpecSDK::CallsOfShape(2) - shape2;
+    CHECK(used == 6 && other == 0);
     zone_shim_invoke_args bad{zone_shim_str{nullptr, 2}, 1, s(""), s(""), s("x"), s("{}")};
     char *out = nullptr;
     size_t len = 0;
@@ -144,6 +177,19 @@ void invokes() {
     CHECK(zone_shim_open_debug_mode(shim, s("debug"), s("access")) == ZONE_SHIM_OK);
     CHECK(zone_shim_open_debug_mode(shim, s(""), s("access")) == ZONE_SHIM_E_DEBUG_MODE);
     zone_shim_log(shim, ZONE_SHIM_LOG_INFO, s("req1"), s("a line"));
+    // A line full of conversions reaches the log verbatim: it is never used as a format string
+    // (under printf shape a `%n` or `%s` here would write memory or read missing varargs: ASan/UBSan).
+    std::string hostile = "100% of %s %n %d %x %p %%";
+    zone_shim_log(shim, ZONE_SHIM_LOG_ERR, s("req%s"), s(hostile));
+    zone_shim_log(shim, ZONE_SHIM_LOG_DBG, s(""), s("debug line"));
+    std::string logged = read_file(log_file);
+    CHECK(logged.find("INFO [req1] a line\n") != std::string::npos);
+    CHECK(logged.find("ERR [req%s] " + hostile + "\n") != std::string::npos);
+    CHECK(logged.find("DBG [] debug line\n") != std::string::npos);
+    CHECK(zone_shim_sdk_version(shim, &out, &len) == ZONE_SHIM_OK && len > 0);
+    CHECK(std::string(out, len).compare(0, 9, "stub-sdk ") == 0);
+    zone_shim_string_free(out);
+    std::remove(log_file.c_str());
     zone_shim_free(shim);
 }
 

@@ -217,6 +217,9 @@ impl BenchEnv {
         config.local_zone.data_dir = self.work_dir.join("local-zone");
         config.program.store.path = self.work_dir.join("store.sqlite");
         config.program.sdk.local.nonce_cache_capacity = scenario::NONCE_CAPACITY;
+        // The load calls `invoke_sync_msg` without a token: the bench measures throughput, not the
+        // emulated limit on such calls (local_zone.tokenless_calls_per_minute).
+        config.local_zone.tokenless_calls_per_minute = 0;
         Ok(config)
     }
 }

@@ -486,18 +486,19 @@ async fn follow_jobs(
         loop {
             let reply: serde_json::Value =
                 http.post(result_url).json(&serde_json::json!({ "jobid": jobid })).send().await?.json().await?;
-            match (reply["errcode"].as_i64(), reply["status"].as_i64(), reply["response_errcode"].as_i64()) {
-                (Some(0), Some(0), _) if Instant::now() < deadline => {
+            // `async_program_result` has no `status`: a job is reported once `response_errcode` is there.
+            match (reply["errcode"].as_i64(), reply["response_errcode"].as_i64()) {
+                (Some(0), None) if Instant::now() < deadline => {
                     // Not reported yet: the job is still queued or running in the program.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
-                (Some(0), Some(0), _) => {
+                (Some(0), None) => {
                     jobs.pending += 1;
                     break;
                 }
-                (Some(0), Some(1), Some(0)) => jobs.completed += 1,
-                (Some(0), Some(1), Some(JOB_QUEUE_FULL)) => jobs.refused += 1,
+                (Some(0), Some(0)) => jobs.completed += 1,
+                (Some(0), Some(JOB_QUEUE_FULL)) => jobs.refused += 1,
                 _ => jobs.failed += 1,
             }
             last_report = Some(Instant::now());

@@ -22,6 +22,10 @@ pub enum ErrorCode {
     StoreFull,
     /// A sync call did not finish within the request deadline (`server.request_timeout_ms`).
     RequestTimeout,
+    /// The decoded `call_type` is neither 1 (app call) nor 2 (event).
+    UnsupportedCallType,
+    /// The output is larger than `abilities.max_reply_bytes` (the size a reply may have).
+    ReplyTooLarge,
     /// The SDK's `Invoke` returned a non-zero code (in `sdk_ret`).
     SdkInvokeFailed,
     /// The SDK answered with a non-zero `errcode` (in `sdk_errcode`).
@@ -32,6 +36,8 @@ pub enum ErrorCode {
     SdkBusy,
     /// The SDK answered with something that is not the documented JSON.
     SdkBadResponse,
+    /// The corp's budget of calls without an event token (`[rate_limit]`) is spent for now.
+    TokenlessBudgetSpent,
     /// A model task failed.
     ModelTaskFailed,
     /// A model task did not finish before its deadline.
@@ -48,7 +54,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::InvalidInput,
         Self::InputTooLarge,
         Self::UnknownAbility,
@@ -58,11 +64,14 @@ impl ErrorCode {
         Self::MissingNotifyId,
         Self::StoreFull,
         Self::RequestTimeout,
+        Self::UnsupportedCallType,
+        Self::ReplyTooLarge,
         Self::SdkInvokeFailed,
         Self::SdkErrcode,
         Self::SdkTimeout,
         Self::SdkBusy,
         Self::SdkBadResponse,
+        Self::TokenlessBudgetSpent,
         Self::ModelTaskFailed,
         Self::ModelTaskTimeout,
         Self::KeyUnavailable,
@@ -83,11 +92,14 @@ impl ErrorCode {
             Self::MissingNotifyId => 900_007,
             Self::StoreFull => 900_008,
             Self::RequestTimeout => 900_009,
+            Self::UnsupportedCallType => 900_010,
+            Self::ReplyTooLarge => 900_011,
             Self::SdkInvokeFailed => 900_101,
             Self::SdkErrcode => 900_102,
             Self::SdkTimeout => 900_103,
             Self::SdkBusy => 900_104,
             Self::SdkBadResponse => 900_105,
+            Self::TokenlessBudgetSpent => 900_106,
             Self::ModelTaskFailed => 900_201,
             Self::ModelTaskTimeout => 900_202,
             Self::KeyUnavailable => 900_203,
@@ -109,11 +121,14 @@ impl ErrorCode {
             Self::MissingNotifyId => "missing notify_id",
             Self::StoreFull => "store full",
             Self::RequestTimeout => "request timed out",
+            Self::UnsupportedCallType => "unsupported call_type",
+            Self::ReplyTooLarge => "reply too large",
             Self::SdkInvokeFailed => "sdk invoke failed",
             Self::SdkErrcode => "sdk returned an error",
             Self::SdkTimeout => "sdk timeout",
             Self::SdkBusy => "busy",
             Self::SdkBadResponse => "sdk bad response",
+            Self::TokenlessBudgetSpent => "message access budget spent",
             Self::ModelTaskFailed => "model task failed",
             Self::ModelTaskTimeout => "model task timed out",
             Self::KeyUnavailable => "key unavailable",

@@ -92,6 +92,9 @@ async fn chatdata(
     axum::Json(reply).into_response()
 }
 
+/// WeCom global code 48002 (API forbidden), answered to an unknown `/cgi-bin/chatdata/…` endpoint.
+pub const UNKNOWN_API: i64 = 48002;
+
 async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, body: &[u8]) -> ApiResult {
     check_access_token(shared, q.get("access_token").map(String::as_str))?;
     let req = Req::parse(std::str::from_utf8(body).unwrap_or("\u{0}"))?;
@@ -107,12 +110,14 @@ async fn route(shared: &Arc<Shared>, name: &str, q: &HashMap<String, String>, bo
         "get_auth_user_list" => get_auth_user_list(shared, &req),
         "set_hide_sensitiveinfo_config" | "get_hide_sensitiveinfo_config" => rest_twin(shared, name, &req),
         "open_debug_mode" | "check_debug_mode" | "close_debug_mode" => Err(ApiError::new(
-            404,
+            UNKNOWN_API,
             "the local zone does not emulate debug mode (open_debug_mode, check_debug_mode, close_debug_mode): it \
              exists only in the real zone, where it sends the zone's requests to a program you run with \
              `serve --sdk native --debug-token`; against the local zone the program already runs locally",
         )),
-        _ => Err(ApiError::new(404, "no such chatdata api in the local zone")),
+        // WeCom's global 48002 (API forbidden); what the real zone answers an unknown path with is
+        // undocumented (README "choices where the documentation is silent").
+        _ => Err(ApiError::new(UNKNOWN_API, "api forbidden: no such chatdata api in the local zone")),
     }
 }
 
@@ -283,8 +288,10 @@ fn ack_errcode(ack: &str) -> i64 {
     body.get("errcode").and_then(Value::as_i64).unwrap_or(0)
 }
 
-/// `async_program_result`. While the job runs the reply has `status` 0 and no response fields (the
-/// real shape is undocumented); when done, `status` 1 with `response_errcode` / `response_data`.
+/// `async_program_result`. When done, exactly the documented fields: `response_errcode` and
+/// `response_data`. While the job runs (a state the documents do not describe) the reply is
+/// `{"errcode":0,"errmsg":"ok"}` and nothing else: no invented `status`, so a client can only tell
+/// "done" by the documented fields being there (README "choices where the documentation is silent").
 fn async_program_result(shared: &Shared, req: &Req) -> ApiResult {
     let jobid = req.str_req("jobid", 128)?;
     let data = shared.data();
@@ -298,11 +305,11 @@ pub fn job_outcome(job: &ProgramJob) -> ApiResult {
         return Err(ApiError::new(code, "connect fail"));
     }
     match &job.report {
-        None => Ok(json!({ "status": 0 })),
+        None => Ok(json!({})),
         Some(_) if job.protocol_mismatch => {
             Err(ApiError::new(OUTPUT_PROTOCOL_MISMATCH, "the program's result does not match the output protocol"))
         }
-        Some((errcode, result)) => Ok(json!({ "status": 1, "response_errcode": errcode, "response_data": result })),
+        Some((errcode, result)) => Ok(json!({ "response_errcode": errcode, "response_data": result })),
     }
 }
 

@@ -45,6 +45,10 @@ pub struct LocalZoneConfig {
     pub program_timeout_ms: u64,
     /// Result polls a model task or export job answers "running" before it is done. Default 1.
     pub ready_after_polls: u32,
+    /// Listing calls without an event token (`sync_msg`, `get_hit_msg_list`) the corp may make in
+    /// any 60 s; more are refused with 45009. WeCom says only "strictly limited": this figure is the
+    /// emulator's choice. 0: no limit. Default 30.
+    pub tokenless_calls_per_minute: u32,
     /// The id of the own model (`create_model_task`); the program plays it. Default `zm_local_demo`.
     pub own_model_id: String,
     /// An export job finishes (and `chat_archive_export_finished` is raised) this long after its
@@ -88,6 +92,7 @@ impl Default for LocalZoneConfig {
             access_token_ttl_secs: 7200,
             program_timeout_ms: 10_000,
             ready_after_polls: 1,
+            tokenless_calls_per_minute: 30,
             own_model_id: "zm_local_demo".into(),
             export_finish_after_ms: 2000,
             abilities: Vec::new(),

@@ -375,6 +375,29 @@ pub struct ZoneData {
     /// so a cursor that ran ahead onto messages lost with the previous run never skips new ones.
     #[serde(default)]
     pub seq_floor: u64,
+    /// Times (zone seconds) of the listing calls without an event token in the last minute.
+    #[serde(default)]
+    pub tokenless_recent: std::collections::VecDeque<i64>,
+    /// Listing calls without an event token ever answered (refused ones included), for tests.
+    #[serde(default)]
+    pub tokenless_calls: u64,
+}
+
+impl ZoneData {
+    /// Counts one listing call without an event token at `now` and says whether it is within
+    /// `per_minute` (0: no limit) calls of the last 60 s; over it, the call is refused with WeCom's
+    /// global 45009 (API call frequency over the limit) and not counted against the window.
+    pub fn tokenless_allowed(&mut self, now: i64, per_minute: u32) -> bool {
+        self.tokenless_calls += 1;
+        while self.tokenless_recent.front().is_some_and(|t| *t <= now - 60) {
+            self.tokenless_recent.pop_front();
+        }
+        if per_minute > 0 && self.tokenless_recent.len() >= per_minute as usize {
+            return false;
+        }
+        self.tokenless_recent.push_back(now);
+        true
+    }
 }
 
 impl ZoneData {

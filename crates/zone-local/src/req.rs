@@ -61,9 +61,13 @@ pub fn reply_of(result: ApiResult) -> Value {
     }
 }
 
-/// A parsed JSON request object.
+/// A parsed JSON request object. A nested one knows its path (`chat_info`, `doc_list`), so every
+/// error names the field's full path (`chat_info.chat_type`, `doc_list.type`).
 #[derive(Debug, Clone, Default)]
-pub struct Req(Map<String, Value>);
+pub struct Req {
+    map: Map<String, Value>,
+    path: String,
+}
 
 impl Req {
     /// Parses request text that must be a JSON object (an empty text is `{}`).
@@ -72,19 +76,30 @@ impl Req {
             return Ok(Self::default());
         }
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(Value::Object(map)) => Ok(Self { map, path: String::new() }),
             _ => Err(ApiError::new(BAD_JSON, "Warning: wrong json format. the request must be a JSON object")),
         }
     }
 
-    /// A view of a JSON value that must be an object (nested structures).
+    /// A view of a JSON value that must be an object (nested structures); `field` is its full path.
     pub fn of(field: &str, value: &Value) -> Result<Self, ApiError> {
-        value.as_object().cloned().map(Self).ok_or_else(|| ApiError::invalid(field, "must be an object"))
+        let map = value.as_object().cloned().ok_or_else(|| ApiError::invalid(field, "must be an object"))?;
+        Ok(Self { map, path: field.to_owned() })
+    }
+
+    /// The full path of `key` in the request (`key` at the top level, `outer.key` when nested).
+    pub fn path(&self, key: &str) -> String {
+        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
+    }
+
+    /// 40058 naming `key` by its full path.
+    pub fn invalid(&self, key: &str, why: &str) -> ApiError {
+        ApiError::invalid(&self.path(key), why)
     }
 
     /// The raw value of a field that is present and not null.
     pub fn raw(&self, key: &str) -> Option<&Value> {
-        self.0.get(key).filter(|v| !v.is_null())
+        self.map.get(key).filter(|v| !v.is_null())
     }
 
     /// An optional string field.
@@ -92,17 +107,15 @@ impl Req {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::invalid(key, "must be a string")),
+            Some(_) => Err(self.invalid(key, "must be a string")),
         }
     }
 
     /// A required, non-empty string field of at most `max_bytes` bytes.
     pub fn str_req(&self, key: &str, max_bytes: usize) -> Result<&str, ApiError> {
         match self.str_opt(key)? {
-            None | Some("") => Err(ApiError::invalid(key, "is required")),
-            Some(s) if s.len() > max_bytes => {
-                Err(ApiError::invalid(key, &format!("must be at most {max_bytes} bytes")))
-            }
+            None | Some("") => Err(self.invalid(key, "is required")),
+            Some(s) if s.len() > max_bytes => Err(self.invalid(key, &format!("must be at most {max_bytes} bytes"))),
             Some(s) => Ok(s),
         }
     }
@@ -111,17 +124,15 @@ impl Req {
     pub fn str_max(&self, key: &str, max_bytes: usize) -> Result<Option<&str>, ApiError> {
         match self.str_opt(key)? {
             None | Some("") => Ok(None),
-            Some(s) if s.len() > max_bytes => {
-                Err(ApiError::invalid(key, &format!("must be at most {max_bytes} bytes")))
-            }
+            Some(s) if s.len() > max_bytes => Err(self.invalid(key, &format!("must be at most {max_bytes} bytes"))),
             Some(s) => Ok(Some(s)),
         }
     }
 
     /// A required string of `min..=max` UTF-8 characters.
     pub fn chars(&self, key: &str, min: usize, max: usize) -> Result<&str, ApiError> {
-        let s = self.str_opt(key)?.ok_or_else(|| ApiError::invalid(key, "is required"))?;
-        check_chars(key, s, min, max)?;
+        let s = self.str_opt(key)?.ok_or_else(|| self.invalid(key, "is required"))?;
+        check_chars(&self.path(key), s, min, max)?;
         Ok(s)
     }
 
@@ -129,7 +140,7 @@ impl Req {
     pub fn int_opt(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.raw(key) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| ApiError::invalid(key, "must be an integer")),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.invalid(key, "must be an integer")),
         }
     }
 
@@ -137,7 +148,7 @@ impl Req {
     pub fn int_in(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
         let v = self.int_opt(key)?.unwrap_or(default);
         if !(min..=max).contains(&v) {
-            return Err(ApiError::invalid(key, &format!("must be {min} to {max}")));
+            return Err(self.invalid(key, &format!("must be {min} to {max}")));
         }
         Ok(v)
     }
@@ -147,13 +158,13 @@ impl Req {
         Ok(self.int_in("limit", default, 1, max)? as usize)
     }
 
-    /// An optional boolean field (0/1 integers are accepted too).
+    /// An optional boolean field: `true` or `false` only (the documents type these fields bool; a
+    /// 0/1 integer is refused as WeCom's typed parsing would).
     pub fn bool_opt(&self, key: &str) -> Result<Option<bool>, ApiError> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) if v.as_i64() == Some(0) || v.as_i64() == Some(1) => Ok(Some(v.as_i64() == Some(1))),
-            Some(_) => Err(ApiError::invalid(key, "must be a boolean")),
+            Some(_) => Err(self.invalid(key, "must be a boolean (true or false)")),
         }
     }
 
@@ -162,22 +173,22 @@ impl Req {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
-            Some(_) => Err(ApiError::invalid(key, "must be an array")),
+            Some(_) => Err(self.invalid(key, "must be an array")),
         }
     }
 
     /// A required array of `min..=max` entries.
     pub fn array_req(&self, key: &str, min: usize, max: usize) -> Result<&Vec<Value>, ApiError> {
-        let a = self.array_opt(key)?.ok_or_else(|| ApiError::invalid(key, "is required"))?;
+        let a = self.array_opt(key)?.ok_or_else(|| self.invalid(key, "is required"))?;
         if a.len() < min || a.len() > max {
-            return Err(ApiError::invalid(key, &format!("must hold {min} to {max} entries")));
+            return Err(self.invalid(key, &format!("must hold {min} to {max} entries")));
         }
         Ok(a)
     }
 
     /// An optional nested object.
     pub fn object_opt(&self, key: &str) -> Result<Option<Req>, ApiError> {
-        self.raw(key).map(|v| Req::of(key, v)).transpose()
+        self.raw(key).map(|v| Req::of(&self.path(key), v)).transpose()
     }
 }
 
@@ -230,6 +241,17 @@ mod tests {
         assert_eq!(r.str_req("name", 2).unwrap_err().errcode, INVALID_PARAMETER);
         assert_eq!(r.str_opt("n").unwrap(), None);
         assert_eq!(Req::parse("{}").unwrap().limit(200, 1000).unwrap(), 200);
+    }
+
+    #[test]
+    fn booleans_are_strict_and_nested_fields_are_named_by_their_full_path() {
+        let r = Req::parse(r#"{"flag":1,"ok":true,"chat_info":{"chat_type":"x"},"doc_list":[{"type":"y"}]}"#).unwrap();
+        assert!(r.bool_opt("flag").unwrap_err().errmsg.contains("`flag`"), "1 is not a boolean");
+        assert_eq!(r.bool_opt("ok").unwrap(), Some(true));
+        let info = r.object_opt("chat_info").unwrap().unwrap();
+        assert!(info.int_opt("chat_type").unwrap_err().errmsg.contains("`chat_info.chat_type`"));
+        let doc = Req::of("doc_list", &r.array_opt("doc_list").unwrap().unwrap()[0]).unwrap();
+        assert!(doc.int_opt("type").unwrap_err().errmsg.contains("`doc_list.type`"));
     }
 
     #[test]

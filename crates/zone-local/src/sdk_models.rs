@@ -365,8 +365,9 @@ fn own_task(
     Ok(json!({ "jobid": jobid, "fail_list": list.duplicates }))
 }
 
-/// `get_model_task_result` / `get_private_task_result` / `get_program_task_result`: no documented
-/// `status`; the emulator adds `status` 0 while the program has not reported (see the README).
+/// `get_model_task_result` / `get_private_task_result` / `get_program_task_result`: no `status`
+/// (sdk-model-apis.md §7, §8); `fail_list` always, `response_errcode` / `response_data` once the
+/// program has reported (while it has not: neither, see the README).
 pub fn get_task_result(shared: &Arc<Shared>, msg: &InvokeMessage, req: &Req) -> ApiResult {
     let kind = if msg.api == "get_program_task_result" { JobKind::OwnProgram } else { JobKind::OwnModel };
     let jobid = req.str_req("jobid", 128)?;

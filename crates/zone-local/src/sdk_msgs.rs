@@ -15,6 +15,10 @@ use zone_crypto::wire::InvokeMessage;
 
 /// `get_group_chat`: 会话存档已过期 (archive expired).
 pub const ARCHIVE_EXPIRED: i64 = 301_052;
+/// WeCom global code 45009 (API call frequency over the limit): a listing call without an event
+/// token beyond `local_zone.tokenless_calls_per_minute` (sdk-data-apis.md §1.4 documents the limit,
+/// not its figure or code).
+pub const FREQUENCY_LIMIT: i64 = 45_009;
 
 /// An opaque cursor for "the next message at or after `seq`": `C<seq hex>G<check hex>`.
 pub fn cursor_of(seq: u64, salt: u64) -> String {
@@ -81,6 +85,9 @@ pub fn sync_msg(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> ApiRes
         && !data.token_valid(t, TokenKind::NewMessage, now)
     {
         return Err(ApiError::invalid("token", "invalid or expired (a token lives 10 minutes)"));
+    }
+    if token.is_none() && !data.tokenless_allowed(now, shared.cfg.tokenless_calls_per_minute) {
+        return Err(ApiError::new(FREQUENCY_LIMIT, "api freq out of limit: calls without an event token are limited"));
     }
     let from = start_seq(&data, cursor, begin_time, now);
     let end = data.messages.last().map_or(1, |m| m.seq + 1);

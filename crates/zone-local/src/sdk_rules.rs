@@ -109,7 +109,8 @@ pub fn create_rule(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> Api
 
 /// `get_rule_list` (§5.3): `has_more` is a bool here.
 pub fn get_rule_list(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -> ApiResult {
-    let limit = req.limit(100, 1000)?;
+    // Default 100; the documents set no maximum.
+    let limit = req.limit(100, i64::MAX)?;
     let salt = shared.cfg.seed ^ 0x5255_4c45;
     let offset =
         req.str_max("cursor", 128)?.map(|c| parse_cursor("cursor", c, salt)).transpose()?.unwrap_or(0) as usize;
@@ -171,11 +172,17 @@ pub fn get_hit_msg_list(shared: &Arc<Shared>, _msg: &InvokeMessage, req: &Req) -
     let limit = req.limit(200, 1000)?;
     let begin_time = req.int_opt("begin_time")?;
     let now = shared.clock.now();
-    let data = shared.data();
+    let mut data = shared.data();
     if let Some(t) = token
         && !data.token_valid(t, TokenKind::HitKeyword, now)
     {
         return Err(ApiError::invalid("token", "invalid or expired (a token lives 10 minutes)"));
+    }
+    if token.is_none() && !data.tokenless_allowed(now, shared.cfg.tokenless_calls_per_minute) {
+        return Err(ApiError::new(
+            super::sdk_msgs::FREQUENCY_LIMIT,
+            "api freq out of limit: calls without an event token are limited",
+        ));
     }
     let from_time = begin_time.unwrap_or(i64::MIN);
     let from = cursor.unwrap_or(0);

@@ -57,7 +57,8 @@ fn contains(haystack: &str, needle: &str) -> bool {
 
 /// `search_chat` (§4.1): named groups only, by current name, with a member inside the scope.
 pub fn search_chat(shared: &Arc<Shared>, msg: &InvokeMessage, req: &Req) -> ApiResult {
-    let p = Paging::parse(shared, &msg.api, req, 100)?;
+    // `query_word`: ≥ 2 characters and no documented maximum (the request's size bounds it).
+    let p = Paging::parse(shared, &msg.api, req, usize::MAX)?;
     let data = shared.data();
     let hits: Vec<Value> = data
         .chats
@@ -176,7 +177,8 @@ impl MsgFilter {
 
 /// `search_msg` (§4.2): returns `{msgid}` only.
 pub fn search_msg(shared: &Arc<Shared>, msg: &InvokeMessage, req: &Req) -> ApiResult {
-    let p = Paging::parse(shared, &msg.api, req, 100)?;
+    // `query_word`: ≥ 2 characters and no documented maximum (the request's size bounds it).
+    let p = Paging::parse(shared, &msg.api, req, usize::MAX)?;
     req.bool_opt("skip_stop_words")?;
     let now = shared.clock.now();
     let filter = MsgFilter::parse(req, now)?;

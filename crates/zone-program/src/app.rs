@@ -42,6 +42,8 @@ pub struct AppState {
     pub events: Arc<Events>,
     /// What the connection limits did (accepted, evicted, refused).
     pub conn_stats: Arc<ConnStats>,
+    /// The per-corp budget of listing calls without an event token (`[messages]`).
+    pub tokenless: Arc<crate::abilities::tokenless::TokenlessBudget>,
 }
 
 impl AppState {
@@ -62,6 +64,8 @@ impl AppState {
             store: self.store.clone(),
             keyring: self.keyring.clone(),
             poll_interval: Duration::from_millis(self.config.jobs.model_poll_interval_ms),
+            tokenless: self.tokenless.clone(),
+            pages_per_notify: self.config.messages.pages_per_notify,
         }
     }
 }
@@ -106,6 +110,7 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let sdk: Arc<dyn ZoneSdk> = Arc::new(crate::metrics::Metered::new(sdk, metrics.clone()));
         let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings::from_config(&config.jobs));
+        let tokenless = Arc::new(crate::abilities::tokenless::TokenlessBudget::new(&config.messages));
         let state = AppState {
             config: Arc::new(config),
             sdk,
@@ -116,6 +121,7 @@ impl App {
             abilities: Arc::new(abilities),
             events: Arc::new(events),
             conn_stats: Arc::default(),
+            tokenless,
         };
         Ok(Self { listener, state })
     }

@@ -51,6 +51,32 @@ pub struct Config {
     pub abilities: AbilitiesConfig,
     /// RSA private keys that unwrap message secret keys.
     pub keyring: KeyringConfig,
+    /// Message access: the index, the budget of calls without an event token, event paging.
+    pub messages: MessagesConfig,
+}
+
+/// `[messages]`: how the program reaches messages without hammering `sync_msg` (WeCom limits calls
+/// without an event token strictly: sdk-data-apis.md §1.4).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// Calls without an event token (`sync_msg` / `get_msg_list_by_page_id` from `begin_time`) one
+    /// corp may make per minute, refilled evenly. Default 6.
+    pub tokenless_per_minute: u32,
+    /// How many such calls may come at once after a quiet spell (the bucket's size). Default 3.
+    pub tokenless_burst: u32,
+    /// How far the index may lag behind now and still answer a range ending now, in seconds: newer
+    /// messages come with their `conversation_new_message` event. Default 60.
+    pub index_freshness_secs: i64,
+    /// Listing pages (of up to 1000 messages) one event notification carries; more continue as the
+    /// next part. Each page can be several hundred KiB of `get_callback_data` reply. Default 10.
+    pub pages_per_notify: usize,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        Self { tokenless_per_minute: 6, tokenless_burst: 3, index_freshness_secs: 60, pages_per_notify: 10 }
+    }
 }
 
 /// `[server]`
@@ -230,6 +256,11 @@ pub struct NativeSdkConfig {
     /// Also write the program's log lines through the SDK's log functions (the zone keeps only
     /// those). Default true.
     pub log_to_sdk: bool,
+    /// Most calls into the vendor SDK at once (decode, reply, invoke, notify id), below
+    /// `sdk.pool_size`; 1 serialises them. The thread-safety of SDK objects is undocumented and SDK
+    /// builds before 2024-12-27 had a network-handle limit under multithreading. 0 (default): no
+    /// cap beyond `sdk.pool_size`.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for NativeSdkConfig {
@@ -240,6 +271,7 @@ impl Default for NativeSdkConfig {
             access_token: None,
             init_options: SecretString::from(""),
             log_to_sdk: true,
+            max_concurrent_calls: 0,
         }
     }
 }
@@ -331,11 +363,25 @@ pub struct AbilitiesConfig {
     /// `program_async_job_call_back` (an app could set its own async result) and `spec_notify_app`
     /// (an app could send a notification with an id of its choice). Default none.
     pub expose_program_apis: Vec<String>,
+    /// Largest reply text of a sync call, in bytes; a larger output is answered 900011 instead.
+    /// The size limit of a `sync_call_program` response is undocumented. Default 8 MiB.
+    pub max_reply_bytes: usize,
+    /// Abilities run as async jobs even when the decoded request says `is_async` false (which
+    /// `call_type`/`is_async` SDK-routed `create_program_task` / `create_model_task` calls carry is
+    /// undocumented). A request without `job_info` has nothing to report to and still runs sync.
+    /// Default none.
+    pub always_async: Vec<String>,
 }
 
 impl Default for AbilitiesConfig {
     fn default() -> Self {
-        Self { output_envelope: OutputEnvelope::Bare, max_input_bytes: 1024 * 1024, expose_program_apis: Vec::new() }
+        Self {
+            output_envelope: OutputEnvelope::Bare,
+            max_input_bytes: 1024 * 1024,
+            max_reply_bytes: 8 * 1024 * 1024,
+            always_async: Vec::new(),
+            expose_program_apis: Vec::new(),
+        }
     }
 }
 
@@ -443,6 +489,17 @@ impl Config {
         positive("jobs.max_runs", u64::from(self.jobs.max_runs))?;
         positive("jobs.claim_lease_secs", self.jobs.claim_lease_secs)?;
         positive("abilities.max_input_bytes", self.abilities.max_input_bytes as u64)?;
+        positive("messages.tokenless_per_minute", u64::from(self.messages.tokenless_per_minute))?;
+        positive("messages.tokenless_burst", u64::from(self.messages.tokenless_burst))?;
+        if !(1..=100).contains(&self.messages.pages_per_notify) {
+            return Err(ConfigError::new("messages.pages_per_notify", "must be 1 to 100"));
+        }
+        if !(0..=3600).contains(&self.messages.index_freshness_secs) {
+            return Err(ConfigError::new("messages.index_freshness_secs", "must be 0 to 3600"));
+        }
+        if self.abilities.max_reply_bytes < 1024 {
+            return Err(ConfigError::new("abilities.max_reply_bytes", "must be at least 1024"));
+        }
         for (i, name) in self.abilities.expose_program_apis.iter().enumerate() {
             if !crate::abilities::catalog::PROGRAM_APIS.contains(&name.as_str()) {
                 return Err(ConfigError::new(

@@ -57,6 +57,8 @@ pub(crate) struct Parts {
     pub(crate) store: Store,
     pub(crate) keyring: Arc<Keyring>,
     pub(crate) poll_interval: Duration,
+    pub(crate) tokenless: Arc<crate::abilities::tokenless::TokenlessBudget>,
+    pub(crate) pages_per_notify: usize,
 }
 
 /// Everything an ability may use while it runs.
@@ -64,6 +66,10 @@ pub(crate) struct Parts {
 pub struct AbilityCx {
     sdk: Sdk,
     notify: NotifyStore,
+    /// The store (the stock workflows' message index).
+    pub(crate) store: crate::store::Store,
+    /// The per-corp budget of listing calls without an event token, and the index's freshness.
+    pub(crate) tokenless: Arc<crate::abilities::tokenless::TokenlessBudget>,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     notify_id: String,
@@ -77,6 +83,8 @@ impl AbilityCx {
         Self {
             sdk: Sdk::new(parts.sdk.clone(), ctx),
             notify: NotifyStore::new(parts.store.clone()),
+            store: parts.store.clone(),
+            tokenless: parts.tokenless.clone(),
             keyring: parts.keyring.clone(),
             clock: parts.store.clock().clone(),
             notify_id,
@@ -136,6 +144,8 @@ impl AbilityCx {
 /// ([`EventCx::checkpoint`], [`EventCx::progress`]) and its last step, storing the notify data and
 /// notifying the app ([`EventCx::store_and_notify`]), is resumable.
 pub struct EventCx {
+    /// Listing pages one notification carries (`messages.pages_per_notify`).
+    pub(crate) pages_per_notify: usize,
     pub(crate) sdk: Sdk,
     pub(crate) store: Store,
     pub(crate) keyring: Arc<Keyring>,
@@ -165,6 +175,7 @@ impl EventCx {
         budget: Duration,
     ) -> Self {
         Self {
+            pages_per_notify: parts.pages_per_notify,
             sdk: Sdk::new(parts.sdk.clone(), job.ctx.clone()),
             store: parts.store.clone(),
             keyring: parts.keyring.clone(),

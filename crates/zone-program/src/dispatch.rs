@@ -28,6 +28,10 @@ use crate::telemetry::Metrics;
 pub async fn handle(state: &AppState, callback: Callback) -> String {
     let outcome = match callback.call_type {
         CallType::AppCall if callback.is_async => accept_async(state, &callback).await,
+        CallType::AppCall if always_async(state, &callback) => {
+            tracing::info!("is_async false, but the ability is configured always-async");
+            accept_async(state, &callback).await
+        }
         CallType::AppCall => call_sync(state, &callback).await,
         CallType::Event => crate::events::accept(state, &callback).await.map(Output::Json),
     };
@@ -41,7 +45,11 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         Err(e) => tracing::warn!(errcode = e.code().code(), error = %e, "request failed"),
         Ok(_) => {}
     }
-    let (errcode, text) = state.abilities.reply(outcome);
+    let (mut errcode, mut text) = state.abilities.reply(outcome);
+    if text.len() > state.config.abilities.max_reply_bytes {
+        tracing::warn!(reply.bytes = text.len(), "the output is over abilities.max_reply_bytes; answered 900011");
+        (errcode, text) = state.abilities.reply(Err(AppError::Code(ErrorCode::ReplyTooLarge)));
+    }
     if callback.call_type == CallType::AppCall {
         let known = state.abilities.get(&callback.ability_id).is_ok();
         state.metrics.ability_call(if known { &callback.ability_id } else { "unknown" }, errcode);
@@ -50,6 +58,11 @@ pub async fn handle(state: &AppState, callback: Callback) -> String {
         Metrics::inc(&state.metrics.error_replies);
     }
     text
+}
+
+/// Whether a request that says `is_async` false runs as a job anyway (`abilities.always_async`).
+fn always_async(state: &AppState, callback: &Callback) -> bool {
+    !callback.job_info.is_empty() && state.config.abilities.always_async.contains(&callback.ability_id)
 }
 
 async fn call_sync(state: &AppState, callback: &Callback) -> Result<Output, AppError> {

@@ -29,6 +29,13 @@ pub enum AppError {
     /// An internal failure; the detail is logged, not replied.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// The corp's budget of calls without an event token is spent; one is free again after
+    /// `retry_after_ms` (in the reply).
+    #[error("{}", ErrorCode::TokenlessBudgetSpent.message())]
+    BudgetSpent {
+        /// Milliseconds until the next call is allowed.
+        retry_after_ms: u64,
+    },
 }
 
 impl AppError {
@@ -44,12 +51,16 @@ impl AppError {
             Self::Code(code) => *code,
             Self::Sdk(e) => e.error_code(),
             Self::Internal(_) => ErrorCode::Internal,
+            Self::BudgetSpent { .. } => ErrorCode::TokenlessBudgetSpent,
         }
     }
 
     /// The reply object `{errcode, errmsg, …}`; SDK failures add `sdk_ret` or `sdk_errcode`.
     pub fn to_reply_json(&self) -> serde_json::Value {
         let mut v = json!({ "errcode": self.code().code(), "errmsg": self.to_string() });
+        if let Self::BudgetSpent { retry_after_ms } = self {
+            v["retry_after_ms"] = json!(retry_after_ms);
+        }
         if let Self::Sdk(e) = self {
             match e {
                 SdkError::Invoke { ret, .. } => v["sdk_ret"] = json!(ret),

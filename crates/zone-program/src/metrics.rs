@@ -404,6 +404,14 @@ impl ZoneSdk for Metered {
     fn generate_notify_id(&self) -> Result<String, SdkError> {
         self.inner.generate_notify_id()
     }
+
+    fn native_notify_ids(&self) -> bool {
+        self.inner.native_notify_ids()
+    }
+
+    fn may_block(&self) -> bool {
+        self.inner.may_block()
+    }
 }
 
 #[cfg(test)]

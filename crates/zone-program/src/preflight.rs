@@ -264,7 +264,7 @@ pub fn check_native(sdk: &SdkConfig) -> Outcome {
         Err(e) => return Outcome::Fail { problem: format!("{shown}: {e}"), fix: fix.into() },
     }
     match NativeSdk::load(sdk, InvokeLimiter::new(sdk)) {
-        Ok(_) => Outcome::Ok(format!("{shown} loads: shim ABI complete, SDK initialised")),
+        Ok(native) => sdk_version_report(&shown.to_string(), &native, sdk.native.max_concurrent_calls),
         Err(e) => Outcome::Fail {
             problem: e.to_string(),
             fix: format!(
@@ -272,6 +272,32 @@ pub fn check_native(sdk: &SdkConfig) -> Outcome {
                  LD_LIBRARY_PATH"
             ),
         },
+    }
+}
+
+/// What preflight says of a loaded SDK: its version or build date when the library exposes one
+/// (`GetSDKVersion`), how the shim was built, and the call cap. SDK builds before 2024-12-27 had a
+/// network-handle limit under multithreading: without a version to show, that is a warning unless
+/// the calls are serialised.
+fn sdk_version_report(shown: &str, native: &NativeSdk, max_concurrent_calls: usize) -> Outcome {
+    let build = native.build_info().unwrap_or_else(|| "build info not exposed".into());
+    let cap = match max_concurrent_calls {
+        0 => "vendor calls not capped beyond sdk.pool_size".to_owned(),
+        1 => "vendor calls serialised".to_owned(),
+        n => format!("at most {n} vendor calls at once"),
+    };
+    match native.sdk_version() {
+        Some(version) => Outcome::Ok(format!(
+            "{shown} loads: shim ABI complete ({build}), SDK initialised, SDK version {version:?}; {cap}"
+        )),
+        None if max_concurrent_calls == 1 => Outcome::Ok(format!(
+            "{shown} loads: shim ABI complete ({build}), SDK initialised; the SDK exposes no version; {cap}"
+        )),
+        None => Outcome::Warn(format!(
+            "{shown} loads: shim ABI complete ({build}), SDK initialised; the SDK exposes no version, so whether it \
+             predates the 2024-12-27 fix of its network-handle limit under multithreading is unknown: check the \
+             download date, or set sdk.native.max_concurrent_calls = 1; {cap}"
+        )),
     }
 }
 

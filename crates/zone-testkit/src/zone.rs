@@ -344,9 +344,10 @@ impl TestZone {
         self.app_post("async_program_result", &json!({ "jobid": jobid })).await
     }
 
-    /// Polls `async_program_result` until the job is done or failed (status ≠ 0 or errcode ≠ 0).
+    /// Polls `async_program_result` until the job is done (the documented `response_errcode` is
+    /// there) or the call failed (errcode ≠ 0). Never reads `status`: the documents give it none.
     pub async fn await_async_result(&self, jobid: &str) -> Value {
-        poll(|| self.async_result(jobid), |v| v["errcode"] != 0 || v["status"] != 0).await
+        poll(|| self.async_result(jobid), |v| v["errcode"] != 0 || v.get("response_errcode").is_some()).await
     }
 
     /// Calls ability `id` with `input` as the app would (`sync_call_program`) and returns the

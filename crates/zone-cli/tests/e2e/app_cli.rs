@@ -250,7 +250,7 @@ async fn debug_mode_commands_send_their_requests_and_report_that_the_local_zone_
         (vec!["app", "debug", "status"], "check_debug_mode"),
     ] {
         let ran = cli.run(&args).await.failed();
-        assert!(ran.stderr.contains(&format!("{api}: errcode 404 (undocumented code)")), "{}", ran.stderr);
+        assert!(ran.stderr.contains(&format!("{api}: errcode 48002 (")), "{}", ran.stderr);
         assert!(!ran.stderr.contains("DebugToken123"), "{}", ran.stderr);
     }
 }

@@ -173,3 +173,39 @@ async fn faults_reach_the_program_as_the_vendor_sdk_reports_them() {
     assert_eq!(call().await.unwrap()["errcode"], 0, "faults apply to the next N calls only");
     assert_eq!(env.control("faults", json!({"api": "sync_msg", "invoke_ret": -5})).await["errcode"], 40058);
 }
+
+/// The emulator takes no liberty the documents do not give it: booleans are booleans, only
+/// documented upper limits, errors name the full field path, an unknown app endpoint answers a
+/// WeCom code.
+#[tokio::test]
+async fn documented_types_limits_and_field_paths_only() {
+    let env = TestEnv::spawn().await;
+    let errmsg = |v: &Value| v["errmsg"].as_str().unwrap_or_default().to_owned();
+    let user = env.world().await["staff"][0]["userid"].clone();
+    let int_flag =
+        env.sdk("set_hide_sensitiveinfo_config", json!({"userid": user, "config": {"hide_mobile": 1}})).await;
+    assert_eq!(int_flag["errcode"], 40058, "1 is not a boolean: {int_flag}");
+    assert!(errmsg(&int_flag).contains("`config.hide_mobile`"), "{int_flag}");
+    let int_flag = env.sdk("search_msg", json!({"query_word": "退款", "skip_stop_words": 1})).await;
+    assert!(errmsg(&int_flag).contains("`skip_stop_words`"), "{int_flag}");
+    assert_eq!(env.sdk("search_msg", json!({"query_word": "退款", "skip_stop_words": true})).await["errcode"], 0);
+
+    // No upper limit where the documents set none.
+    let long_query = "退款".repeat(80);
+    assert_eq!(env.sdk("search_chat", json!({"query_word": long_query})).await["errcode"], 0);
+    assert_eq!(env.sdk("get_rule_list", json!({"limit": 5000})).await["errcode"], 0);
+
+    // Full paths in errors.
+    let chat_type = env.sdk("search_msg", json!({"query_word": "退款", "chat_info": {"chat_type": 3}})).await;
+    assert!(errmsg(&chat_type).contains("`chat_info.chat_type`"), "{chat_type}");
+    let doc_type = env
+        .sdk("knowledge_base_create", json!({"kb_name": "k", "doc_list": [{"doc_name": "a.pdf", "type": "pdf"}]}))
+        .await;
+    assert!(errmsg(&doc_type).contains("`doc_list.type`"), "{doc_type}");
+    let stale = env.app_post("set_public_key", &json!({"public_key": "PEM", "public_key_ver": 1})).await;
+    assert_eq!(stale["errcode"], 40058);
+    assert!(errmsg(&stale).contains("`public_key_ver`") && errmsg(&stale).contains("current version 1"), "{stale}");
+
+    // An unknown app endpoint: WeCom's global 48002, not an HTTP status in errcode.
+    assert_eq!(env.app_post("no_such_api", &json!({})).await["errcode"], 48002);
+}

@@ -66,7 +66,7 @@ async fn decoded_fields_carry_nul_bytes_non_ascii_and_empty_values_across_the_bo
 }
 
 #[tokio::test]
-async fn a_field_that_is_not_utf8_or_a_bad_call_type_is_refused_clearly_with_an_sdk_built_reply() {
+async fn a_field_that_is_not_utf8_is_refused_and_a_bad_call_type_is_answered_with_an_error() {
     if !native_available() {
         return;
     }
@@ -82,8 +82,8 @@ async fn a_field_that_is_not_utf8_or_a_bad_call_type_is_refused_clearly_with_an_
     let sealed = env
         .wecom
         .seal(json!({"corp_id": CORP, "agent_id": 1, "call_type": 3, "data": "{}"}).to_string().as_bytes(), CORP);
-    let res = env.post(&sealed).await;
-    crate::backend::assert_refused(&env, res).await;
+    let output = env.open_reply(env.post(&sealed).await).await;
+    assert_eq!(output["errcode"], 900_010, "a verified request of an unknown call_type is answered: {output}");
     let m = &env.state.metrics;
     assert_eq!((m.callbacks_answered.load(Ordering::SeqCst), m.callbacks_rejected.load(Ordering::SeqCst)), (0, 1));
     let err = env.state.sdk.decode("POST", &[], b"").unwrap_err();
@@ -132,6 +132,33 @@ async fn many_parallel_requests_through_the_native_backend_each_get_their_reply(
     }
     let m = &env.state.metrics;
     assert_eq!((m.callbacks_answered.load(Ordering::SeqCst), m.callbacks_rejected.load(Ordering::SeqCst)), (200, 0));
+}
+
+#[tokio::test]
+async fn with_serialised_sdk_calls_parallel_requests_and_sdk_calls_are_all_answered() {
+    if !native_available() {
+        return;
+    }
+    let env = Arc::new(spawn_native("", |c| c.program.sdk.native.max_concurrent_calls = 1).await);
+    assert!(env.state.sdk.may_block(), "decode and reply run on the blocking pool");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let env = env.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    env.call("invoke_sync_msg", r#"{"limit":1}"#).await
+                } else {
+                    env.call(&format!("no_such_ability_{i}"), "{}").await
+                }
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let reply = task.await.unwrap();
+        assert_eq!(reply["errcode"], if i % 2 == 0 { 0 } else { 900_003 }, "{reply}");
+    }
+    let m = &env.state.metrics;
+    assert_eq!((m.callbacks_answered.load(Ordering::SeqCst), m.callbacks_rejected.load(Ordering::SeqCst)), (40, 0));
 }
 
 #[tokio::test]

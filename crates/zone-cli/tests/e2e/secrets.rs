@@ -11,7 +11,12 @@ use crate::helpers::{CORP, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_message_content_reaches_a_log_line_or_an_error_reply() {
-    let env = TestEnv::spawn_with(|c| c.program.sdk.invoke_timeout_ms = 1_000).await;
+    let env = TestEnv::spawn_with(|c| {
+        c.program.sdk.invoke_timeout_ms = 1_000;
+        // Every faulted listing below must really reach the SDK: no budget refusal first.
+        c.program.messages.tokenless_burst = 100;
+    })
+    .await;
     let world = env.world().await;
     let customer = world["customers"][0]["external_userid"].as_str().unwrap().to_owned();
     let staff = world["customers"][0]["follower"].as_str().unwrap().to_owned();
@@ -61,14 +66,20 @@ async fn no_secret_or_message_content_reaches_a_log_line_or_an_error_reply() {
     assert_eq!(reply["errcode"], 900_001);
 
     // SDK failures of every kind while keys are in the requests.
-    for fault in
+    // Each range starts before the 5-day window the message index can cover, so each call lists (and fails).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    for (i, fault) in
         [json!({"errcode": 45009}), json!({"invoke_ret": -10003}), json!({"drop": true}), json!({"delay_ms": 2_000})]
+            .into_iter()
+            .enumerate()
     {
         let mut arm = fault.clone();
         arm["api"] = json!("sync_msg");
         arm["count"] = json!(1);
         env.control("faults", arm).await;
-        let reply = env.call("chat_digest", &json!({"participants": [customer, staff]}).to_string()).await;
+        let start = now - 6 * 24 * 3600 - 3600 * i as i64;
+        let input = json!({"participants": [customer, staff], "start_time": start});
+        let reply = env.call("chat_digest", &input.to_string()).await;
         assert_ne!(reply["errcode"], 0, "{fault}: {reply}");
     }
 
@@ -82,7 +93,7 @@ async fn no_secret_or_message_content_reaches_a_log_line_or_an_error_reply() {
         .app_async("chat_digest", &json!({"msg_list": [{"msgid": msgid, "secret_key": secret_key}]}).to_string())
         .await;
     let result = env.await_async_result(job["jobid"].as_str().unwrap()).await;
-    assert_eq!(result["status"], 1, "{result}");
+    assert!(result.get("response_errcode").is_some(), "{result}");
     capture::check_reply(&result);
 
     // Every message of this zone (contents and keys), then the whole log of the suite so far.

@@ -283,3 +283,66 @@ async fn reply_suggestions_recommend_from_the_knowledge_set_for_the_latest_messa
     assert!(out["suggestion"].as_str().unwrap().contains("话术推荐"), "{out}");
     let _ = end;
 }
+
+/// Under the zone's emulated limit on calls without an event token (a handful a minute), workflows
+/// keep working: one event-driven pull (with its token) fills the program's message index, and 50
+/// workflow calls back to back are answered from it.
+#[tokio::test]
+async fn fifty_workflow_calls_succeed_on_the_index_with_at_most_a_handful_of_tokenless_calls() {
+    let env = spawn_declared(|c| {
+        c.local_zone.tokenless_calls_per_minute = 5;
+        c.program.jobs.model_poll_interval_ms = 5;
+    })
+    .await;
+    let w = env.world().await;
+    let vip = chatid(&w, "VIP客户服务群");
+    let c = &w["customers"][1];
+    let body = json!({"sender": c["external_userid"], "receivers": [c["follower"]], "content": "你好"});
+    env.control("messages", body).await;
+    env.next_notify().await;
+    env.settle_jobs().await;
+    let coverage =
+        env.state.store.index_coverage(crate::helpers::CORP).await.unwrap().expect("the pull filled the index");
+    assert!(coverage.from <= now() - 5 * DAY + 60 && coverage.until >= now() - 5, "{coverage:?}");
+
+    let before = env.zone.data().tokenless_calls;
+    let (start, end) = (now() - DAY, now());
+    let mut digested = BTreeSet::new();
+    for _ in 0..50 {
+        let out = call(&env, "chat_digest", json!({"chatid": vip, "start_time": start, "end_time": end})).await;
+        digested.insert(out["msgids"].to_string());
+    }
+    let tokenless = env.zone.data().tokenless_calls - before;
+    assert!(tokenless <= 3, "{tokenless} calls without an event token for 50 workflow calls");
+    assert_eq!(digested.len(), 1, "every call saw the same messages");
+    // The index answers what a direct listing answers.
+    let direct: Vec<String> = ids(&listed(&env, start).await).into_iter().filter(|_| true).collect::<Vec<_>>();
+    let out = call(&env, "chat_digest", json!({"chatid": vip, "start_time": start, "end_time": end})).await;
+    let from_index: Vec<String> = serde_json::from_value(out["msgids"].clone()).unwrap();
+    assert!(from_index.iter().all(|m| direct.contains(m)), "only listed messages");
+    assert!(!from_index.is_empty());
+}
+
+/// Without an index to read, a workflow lists its range once without a token; when the corp's budget
+/// of such calls is spent, the next one that needs a listing is answered 900106 with
+/// `retry_after_ms` instead of calling.
+#[tokio::test]
+async fn a_spent_tokenless_budget_is_answered_900106_instead_of_calling() {
+    let env = spawn_declared(|c| {
+        c.program.messages.tokenless_burst = 1;
+        c.program.messages.tokenless_per_minute = 1;
+        c.program.jobs.model_poll_interval_ms = 5;
+    })
+    .await;
+    let vip = chatid(&env.world().await, "VIP客户服务群");
+    let before = env.zone.data().tokenless_calls;
+    call(&env, "chat_digest", json!({"chatid": vip, "start_time": now() - 3600})).await;
+    call(&env, "chat_digest", json!({"chatid": vip, "start_time": now() - 1800})).await;
+    assert_eq!(env.zone.data().tokenless_calls - before, 1, "the second range was covered by the first listing");
+    let out = response_data(
+        &env.app_call("chat_digest", &json!({"chatid": vip, "start_time": now() - 2 * DAY}).to_string(), None).await,
+    );
+    assert_eq!(out["errcode"], 900_106, "{out}");
+    assert!(out["retry_after_ms"].as_u64().is_some_and(|ms| ms > 1000 && ms <= 60_000), "{out}");
+    assert_eq!(env.zone.data().tokenless_calls - before, 1, "no call was made");
+}

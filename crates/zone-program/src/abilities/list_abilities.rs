@@ -1,7 +1,7 @@
 //! `list_abilities`: what this deployment offers, each with the input and output protocol a
 //! provider pastes into the ability configuration (program-callbacks.md §8.1). Outputs are shown
 //! in the configured envelope and include the error fields (`errcode`, `errmsg`, `sdk_ret`,
-//! `sdk_errcode`), because WeCom checks every output against the output protocol (790014).
+//! `sdk_errcode`, `retry_after_ms`), because WeCom checks every output against the output protocol (790014).
 
 use std::collections::HashMap;
 
@@ -102,7 +102,7 @@ impl ListAbilities {
 /// Adds the fields every output may carry.
 fn with_error_fields(example: Value) -> Value {
     let mut out = ok_with(example);
-    for key in ["sdk_ret", "sdk_errcode"] {
+    for key in ["sdk_ret", "sdk_errcode", "retry_after_ms"] {
         out.as_object_mut().expect("an object").entry(key).or_insert(json!(0));
     }
     out

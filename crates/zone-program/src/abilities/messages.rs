@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::AbilityCx;
 use super::input::{max_len, non_empty};
@@ -14,8 +14,8 @@ pub use super::keys::{
     GivenMsg, Skipped, Unwrapped, failures, given, model_msg_list, skipped_json, unwrap_keys, validate_given,
 };
 use crate::error::AppError;
-use crate::sdk::api::{PageIdRequest, SyncMsgRequest};
 use crate::sdk::{SdkError, require_ok};
+use crate::store::Coverage;
 
 /// Most messages in one model task.
 pub const MODEL_BATCH: usize = 1000;
@@ -135,9 +135,13 @@ pub struct Collected {
     pub truncated: bool,
 }
 
-/// Collects the messages of `selector` sent in `[start, end]`, at most `max`, from `sync_msg`
-/// started at `begin_time = start` (sdk-data-apis.md §3.1), following `next_cursor` and fetching
-/// `page_id_list` entries with `get_msg_list_by_page_id`.
+/// Collects the messages of `selector` sent in `[start, end]`, at most `max`, from the message
+/// index ([`crate::store::Coverage`]): the event-driven pulls (which carry event tokens) fill it.
+/// Only the part of the range the index does not cover is listed with `sync_msg` from
+/// `begin_time` (sdk-data-apis.md §3.1; following `next_cursor` and `page_id_list`), each call
+/// through the corp's [`TokenlessBudget`](super::tokenless::TokenlessBudget); what such a listing
+/// finds is indexed too. A range ending within `messages.index_freshness_secs` of the covered end
+/// counts as covered: newer messages come with their own event.
 pub async fn collect(
     cx: &AbilityCx,
     selector: &Selector,
@@ -145,42 +149,94 @@ pub async fn collect(
     end: i64,
     max: usize,
 ) -> Result<Collected, AppError> {
-    let mut out = Collected::default();
+    let corp = cx.call().corp_id.as_str();
+    let now = cx.store.clock().now_ms() / 1000;
+    let coverage = cx.store.index_coverage(corp).await?;
+    let fresh_until =
+        |c: &Coverage| if c.until >= now - cx.tokenless.index_freshness_secs { now.max(end) } else { c.until };
+    let gap = match coverage {
+        Some(c) if c.from <= start && end <= fresh_until(&c) => None,
+        Some(c) if c.from <= start && c.until >= start => Some(c.until + 1),
+        _ => Some(start),
+    };
+    let mut truncated = false;
+    if let Some(from) = gap {
+        truncated = list_into_index(cx, from, end, now).await?;
+    }
+    let items = cx.store.indexed_messages(corp, start, end).await?;
+    let mut out = Collected { messages: Vec::new(), truncated };
     let mut seen = HashSet::new();
+    for m in items_of(&json!({ "msg_list": items }))? {
+        if !selector.matches(&m) || !seen.insert(m.msgid.clone()) {
+            continue;
+        }
+        if out.messages.len() == max {
+            out.truncated = true;
+            break;
+        }
+        out.messages.push(m);
+    }
+    Ok(out)
+}
+
+/// Lists every message from `begin_time = from` until past `end` (or the end of the listing)
+/// without an event token, each call through the corp's budget, and indexes what it finds; when
+/// the listing completed, the index covers `[from, end]` (or up to now). Returns whether a bound
+/// stopped it first.
+async fn list_into_index(cx: &AbilityCx, from: i64, end: i64, now: i64) -> Result<bool, AppError> {
+    let corp = cx.call().corp_id.as_str();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_LISTING_CALLS {
-        let request = SyncMsgRequest {
-            begin_time: cursor.is_none().then_some(start),
-            cursor: cursor.clone(),
-            limit: Some(LISTING_LIMIT),
-            mode: Some(2),
-            token: None,
+        let request = match &cursor {
+            None => json!({ "begin_time": from, "limit": LISTING_LIMIT, "mode": 2 }),
+            Some(c) => json!({ "cursor": c, "limit": LISTING_LIMIT, "mode": 2 }),
         };
-        let page = cx.sdk().sync_msg(request).await?;
-        let mut items = msg_refs(&page.msg_list)?;
-        for page_id in page.page_ids() {
-            let listed = cx.sdk().get_msg_list_by_page_id(PageIdRequest { page_id }).await?;
-            items.extend(msg_refs(&listed.msg_list)?);
+        let page = tokenless_call(cx, "sync_msg", &request).await?;
+        let mut items = raw_items(&page)?;
+        for page_id in page_ids(&page) {
+            let listed = tokenless_call(cx, "get_msg_list_by_page_id", &json!({ "page_id": page_id })).await?;
+            items.extend(raw_items(&listed)?);
         }
-        let mut past_end = false;
-        for m in items {
-            past_end |= m.send_time > end;
-            if m.send_time < start || m.send_time > end || !selector.matches(&m) || !seen.insert(m.msgid.clone()) {
-                continue;
-            }
-            if out.messages.len() == max {
-                out.truncated = true;
-                return Ok(out);
-            }
-            out.messages.push(m);
+        cx.store.index_messages(corp, &items).await?;
+        let past_end = items.iter().any(|m| m.get("send_time").and_then(Value::as_i64).is_some_and(|t| t > end));
+        let has_more = page.get("has_more").is_some_and(|h| h.as_i64() == Some(1) || h.as_bool() == Some(true));
+        let next = page.get("next_cursor").and_then(Value::as_str).unwrap_or_default();
+        if !has_more || next.is_empty() || past_end {
+            let until = if past_end { end } else { now.max(end) };
+            cx.store.extend_index_coverage(corp, Coverage { from, until }).await?;
+            return Ok(false);
         }
-        if !page.has_more || past_end || page.next_cursor.is_empty() {
-            return Ok(out);
-        }
-        cursor = Some(page.next_cursor);
+        cursor = Some(next.to_owned());
     }
-    out.truncated = true;
-    Ok(out)
+    Ok(true)
+}
+
+/// An SDK call made without an event token: it first takes one call of the corp's budget (waiting
+/// for it within the call's deadline, else 900106).
+async fn tokenless_call(cx: &AbilityCx, api: &str, request: &Value) -> Result<Value, AppError> {
+    if let Err(spent) = cx.tokenless.take(&cx.call().corp_id, cx.deadline()).await {
+        tracing::warn!(api, retry_after_ms = spent.retry_after.as_millis() as u64, "tokenless budget spent");
+        return Err(AppError::BudgetSpent { retry_after_ms: spent.retry_after.as_millis().max(1) as u64 });
+    }
+    call(cx, api, request).await
+}
+
+/// The `msg_list` entries of a listing reply, as they are (items under `msg_detail` lifted).
+fn raw_items(reply: &Value) -> Result<Vec<Value>, AppError> {
+    let Some(list) = reply.get("msg_list") else { return Ok(Vec::new()) };
+    let list = list.as_array().ok_or(SdkError::BadResponse)?;
+    Ok(list
+        .iter()
+        .map(|item| {
+            let mut item = item.clone();
+            if let (Some(Value::Object(detail)), Some(obj)) = (item.get("msg_detail").cloned(), item.as_object_mut()) {
+                for (k, v) in detail {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+            item
+        })
+        .collect())
 }
 
 /// Calls an SDK API and requires `errcode` 0.

@@ -16,6 +16,7 @@ pub mod list_abilities;
 pub mod messages;
 pub mod model;
 pub mod reply_suggestions;
+pub mod tokenless;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -21,10 +21,8 @@ use crate::sdk::api::{
     AgreePair, AgreeSingleRequest, ChatIdRequest, HitMsgListRequest, JobIdRequest, MsgPage, SpecNotifyAppRequest,
     SyncMsgRequest,
 };
-use crate::store::{NotifyEntry, NotifyId, StoreError};
+use crate::store::{MAX_OWN_NOTIFY_ID_BYTES, NotifyEntry, NotifyId, StoreError};
 
-/// Listing pages (of up to 1000 messages) one notification carries; more continue in a new part.
-pub const PAGES_PER_PART: usize = 10;
 /// Most parts one event is split into.
 const MAX_PARTS: u32 = 100;
 /// Items asked per listing page (the documented maximum).
@@ -86,9 +84,10 @@ async fn run(cx: &EventCx, event: &Event) -> EventStep {
         return if last_try { EventStep::Failed } else { EventStep::Retry };
     }
     let notify_id = progress.notify_id.unwrap_or_default();
-    let request = SpecNotifyAppRequest { notify_id: Some(notify_id), notify_scene: Some(event.kind.scene()) };
+    let request = SpecNotifyAppRequest { notify_id: Some(notify_id.clone()), notify_scene: Some(event.kind.scene()) };
     match cx.sdk().spec_notify_app(request).await {
-        Ok(_) => {
+        Ok(reply) => {
+            check_notified_id(&reply.notify_id, &notify_id);
             tracing::info!(event_type = event.kind.name(), scene = event.kind.scene(), "app notified");
             EventStep::Done
         }
@@ -142,7 +141,7 @@ async fn store(
     if data.get("has_more") == Some(&json!(1)) && !failed && part + 1 < MAX_PARTS {
         progress.next_part = Some(part + 1);
     }
-    let notify_id = NotifyId::generate();
+    let notify_id = fresh_notify_id(cx).await;
     let entry = NotifyEntry {
         notify_id: notify_id.clone(),
         corp_id: cx.job.ctx.corp_id.clone(),
@@ -163,6 +162,42 @@ async fn store(
             tracing::warn!(error = %e, "storing the event's notify data failed");
             Err(if last_try { EventStep::Failed } else { EventStep::Retry })
         }
+    }
+}
+
+/// A notify id from the SDK's `GenerateNotifyId` where the backend has it (sdk-data-apis.md §2.2:
+/// "usually pre-generated"), checked like any id; else, or when the SDK's is unusable, 32 random hex
+/// characters.
+async fn fresh_notify_id(cx: &EventCx) -> NotifyId {
+    if cx.sdk().backend().native_notify_ids() {
+        let sdk = cx.sdk().backend().clone();
+        // The vendor call may wait for the SDK gate (sdk.native.max_concurrent_calls): off the workers.
+        match tokio::task::spawn_blocking(move || sdk.generate_notify_id()).await {
+            Ok(Ok(id)) => match NotifyId::parse(&id) {
+                Ok(id) if id.as_str().len() <= MAX_OWN_NOTIFY_ID_BYTES => return id,
+                _ => tracing::warn!(
+                    id.bytes = id.len(),
+                    "GenerateNotifyId answered an id spec_notify_app cannot take (1-64 visible ASCII bytes); using a random one"
+                ),
+            },
+            Ok(Err(e)) => tracing::warn!(error = %e, "GenerateNotifyId failed; using a random notify id"),
+            Err(_) => tracing::warn!("GenerateNotifyId panicked; using a random notify id"),
+        }
+    }
+    NotifyId::generate()
+}
+
+/// `spec_notify_app` uses a given notify_id as is (sdk-data-apis.md §2.2) and answers it back. If it
+/// answers another one, the app will ask for data the store does not hold under it: say so loudly.
+fn check_notified_id(answered: &str, sent: &str) {
+    match Some(answered).filter(|a| !a.is_empty()) {
+        Some(answered) if answered != sent => tracing::error!(
+            notify_id.sent = sent,
+            notify_id.answered = answered,
+            "spec_notify_app answered another notify_id than the one sent: the app's get_callback_data will not find the data"
+        ),
+        Some(_) => {}
+        None => tracing::debug!("spec_notify_app answered no notify_id"),
     }
 }
 
@@ -218,7 +253,22 @@ async fn pull(cx: &EventCx, event: &Event) -> (Map<String, Value>, Option<String
     (fields, None, outcome.err())
 }
 
-/// Pulls up to [`PAGES_PER_PART`] pages of `listing` from the corp's stored cursor (the caller
+/// Records a listed page in the message index (metadata only: listings carry no content) so that
+/// workflows need no tokenless `sync_msg`; a `sync_msg` page also widens the index's coverage. A
+/// failure is logged and costs only that: the workflows then list the gap themselves.
+async fn index_page(cx: &EventCx, api: &str, items: &[Value], fresh: bool, has_more: bool) {
+    let corp = cx.call().corp_id.as_str();
+    let recorded = if api == "sync_msg" {
+        cx.store.record_listing_page(corp, items, fresh, has_more).await
+    } else {
+        cx.store.index_messages(corp, items).await.map(|_| ())
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, api, "indexing a listed page failed");
+    }
+}
+
+/// Pulls up to `messages.pages_per_notify` pages of `listing` from the corp's stored cursor (the caller
 /// holds the listing's lock). Returns what was pulled, and the failure that stopped it early.
 async fn pull_listing(cx: &EventCx, listing: &Listing) -> (Pulled, Option<AppError>) {
     let mut pulled = Pulled::default();
@@ -226,9 +276,10 @@ async fn pull_listing(cx: &EventCx, listing: &Listing) -> (Pulled, Option<AppErr
         Ok(c) => c,
         Err(e) => return (pulled, Some(e)),
     };
-    for _ in 0..PAGES_PER_PART {
+    for _ in 0..cx.pages_per_notify {
         // Empty cursor or token fields are left out: the SDK refuses them (protocol README §9).
         let page_cursor = cursor.clone().filter(|c| !c.is_empty());
+        let fresh = page_cursor.is_none();
         let page = if listing.need_detail {
             let request = HitMsgListRequest {
                 cursor: page_cursor,
@@ -251,6 +302,7 @@ async fn pull_listing(cx: &EventCx, listing: &Listing) -> (Pulled, Option<AppErr
             Ok(page) => page,
             Err(e) => return (pulled, Some(e.into())),
         };
+        index_page(cx, listing.api, &msg_list, fresh, has_more).await;
         pulled.items.extend(msg_list);
         if !next.is_empty() {
             cursor = Some(next.clone());

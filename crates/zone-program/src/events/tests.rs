@@ -157,6 +157,8 @@ mod follow_ups {
         /// api → (calls that still succeed first, then calls that fail).
         failures: Mutex<HashMap<String, (u32, u32)>>,
         calls: Mutex<Vec<(String, Value)>>,
+        /// Ids this double's `GenerateNotifyId` hands out, in order (none: not a native backend).
+        native_ids: Mutex<Vec<String>>,
     }
 
     impl Double {
@@ -213,6 +215,29 @@ mod follow_ups {
             };
             Ok(reply.to_string())
         }
+        fn native_notify_ids(&self) -> bool {
+            !self.native_ids.lock().unwrap().is_empty()
+        }
+        fn generate_notify_id(&self) -> Result<String, SdkError> {
+            Ok(self.native_ids.lock().unwrap().remove(0))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sdks_generate_notify_id_names_the_data_and_an_unusable_one_is_replaced() {
+        let sdk = Double::with_items(1);
+        *sdk.native_ids.lock().unwrap() = vec!["SdkNotifyId0001".into(), "x".repeat(65), "unused".into()];
+        let (_dir, state) = state(sdk.clone(), 5).await;
+        accept(&state, &event_callback(new_message("T1"))).await.unwrap();
+        drive(&state).await;
+        accept(&state, &event_callback(new_message("T2"))).await.unwrap();
+        drive(&state).await;
+        let notifies = sdk.calls("spec_notify_app");
+        assert_eq!(notifies[0]["notify_id"], "SdkNotifyId0001", "the SDK's id is used as is");
+        assert_eq!(take(&state, &notifies[0]).await["conversation_new_message"]["token"], "T1");
+        let second = notifies[1]["notify_id"].as_str().unwrap();
+        assert_eq!(second.len(), 32, "a 65-byte id is over spec_notify_app's 64: a random one instead");
+        assert_eq!(take(&state, &notifies[1]).await["conversation_new_message"]["token"], "T2");
     }
 
     async fn state(sdk: Arc<Double>, max_runs: u32) -> (tempfile::TempDir, AppState) {

@@ -47,7 +47,15 @@ pub(super) async fn handle(
         call_type: i64::from(callback.call_type),
     };
     let output = crate::dispatch::handle(&state, callback).await;
-    let mut res = match reply.build(&output) {
+    let built = if state.sdk.may_block() {
+        // The vendor SDK may make this wait (sdk.native.max_concurrent_calls): off the async workers.
+        tokio::task::spawn_blocking(move || reply.build(&output))
+            .await
+            .unwrap_or_else(|_| Err(crate::sdk::SdkError::Unavailable("building the reply panicked".into())))
+    } else {
+        reply.build(&output)
+    };
+    let mut res = match built {
         Ok(reply) => {
             Metrics::inc(&state.metrics.callbacks_answered);
             reply_response(reply)
@@ -68,7 +76,7 @@ async fn decode(
     headers: Vec<(String, String)>,
     body: Bytes,
 ) -> Result<Decoded, DecodeError> {
-    if body.len() <= INLINE_DECODE_MAX {
+    if body.len() <= INLINE_DECODE_MAX && !state.sdk.may_block() {
         return state.sdk.decode(method.as_str(), &headers, &body);
     }
     let sdk = state.sdk.clone();

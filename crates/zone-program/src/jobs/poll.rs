@@ -6,7 +6,9 @@
 //! - the own-model and own-program results have no `status`: a reply carrying `response_errcode`
 //!   is finished; one without it is not finished yet. A non-zero `errcode` there may also mean
 //!   "not finished" (undocumented), so it counts as pending a few times before it is a failure;
-//! - transient SDK failures (busy, timeout, invoke errors) are retried until the deadline.
+//! - transient SDK failures (busy, timeout, invoke errors) are retried until the deadline; an
+//!   `Invoke` return no retry can change (−10001, −10002, −10003: [`SdkError::is_permanent`]) ends
+//!   the wait at once with that error.
 
 use std::time::Duration;
 
@@ -169,6 +171,10 @@ pub async fn wait(
                     Progress::Pending => unclear = 0,
                 }
             }
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(error = %e, api = api.result, "polling stopped: the SDK failure is permanent");
+                return Err(e.into());
+            }
             Err(e @ (SdkError::Busy | SdkError::Timeout | SdkError::Invoke { .. })) => {
                 tracing::debug!(error = %e, api = api.result, "polling failed; will poll again");
             }
@@ -310,6 +316,34 @@ mod tests {
         let (_, outcome) = run(&sdk, &CallContext::default(), OWN_PROGRAM, &json!({}), policy(60)).await.unwrap();
         assert!(matches!(outcome, TaskOutcome::Failed { errcode: 12345, .. }));
         assert_eq!(sdk.polls().len(), STATUSLESS_ERRCODE_POLLS as usize);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_invoke_return_stops_polling_at_once() {
+        for ret in [-10001, -10003] {
+            let sdk = Scripted::new(vec![pending(), Err(SdkError::Invoke { api: "get_summary_result".into(), ret })]);
+            let start = Instant::now();
+            let err = run(&sdk, &CallContext::default(), SUMMARY, &json!({}), policy(60)).await.unwrap_err();
+            assert!(matches!(err, AppError::Sdk(SdkError::Invoke { ret: r, .. }) if r == ret), "{ret}: {err:?}");
+            assert_eq!(sdk.polls().len(), 2, "{ret}: no poll after the permanent failure");
+            assert!(Instant::now() - start < Duration::from_secs(1), "{ret}: not waited out to the deadline");
+        }
+        // A transient one (-10006) is polled through.
+        let done = json!({"errcode":0,"status":1});
+        let transient = Err(SdkError::Invoke { api: "get_summary_result".into(), ret: -10006 });
+        let sdk = Scripted::new(vec![transient, Ok(done.clone())]);
+        let (_, outcome) = run(&sdk, &CallContext::default(), SUMMARY, &json!({}), policy(10)).await.unwrap();
+        assert_eq!(outcome, TaskOutcome::Done(done));
+    }
+
+    #[test]
+    fn own_model_and_program_results_are_read_without_status() {
+        // These results have no `status` field (sdk-model-apis.md §7, §8): whatever one says is ignored.
+        for api in [OWN_MODEL, OWN_PROGRAM] {
+            assert_eq!(classify(api, &json!({"errcode":0,"status":1})), Progress::Pending);
+            assert_eq!(classify(api, &json!({"errcode":0,"status":0,"response_errcode":0})), Progress::Done);
+            assert_eq!(classify(api, &json!({"errcode":0,"status":2,"response_errcode":0})), Progress::Done);
+        }
     }
 
     #[test]

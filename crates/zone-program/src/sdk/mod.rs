@@ -35,6 +35,19 @@ pub trait ZoneSdk: Send + Sync + 'static {
     fn generate_notify_id(&self) -> Result<String, SdkError> {
         Ok(format!("{:032x}", rand::random::<u128>()))
     }
+
+    /// Whether [`Self::generate_notify_id`] is the SDK's own `GenerateNotifyId` (the native backend)
+    /// rather than the default random id; the program then uses it for its notify ids.
+    fn native_notify_ids(&self) -> bool {
+        false
+    }
+
+    /// Whether `decode` and building a reply may block the calling thread for long (the native
+    /// backend with `sdk.native.max_concurrent_calls`); the HTTP layer then runs them on the
+    /// blocking pool.
+    fn may_block(&self) -> bool {
+        false
+    }
 }
 
 /// A request the SDK verified and decoded.
@@ -198,6 +211,22 @@ pub enum SdkError {
         /// Which limit (names the field, never its value).
         what: &'static str,
     },
+}
+
+/// `Invoke` returns that no retry can change (sdk-data-apis.md §1.1): −10001 SDK not initialised,
+/// −10002 no request body, −10003 no API name.
+pub const PERMANENT_INVOKE_RETURNS: [i32; 3] = [-10001, -10002, -10003];
+
+impl SdkError {
+    /// Whether retrying the same call cannot help: an `Invoke` return of
+    /// [`PERMANENT_INVOKE_RETURNS`], or the backend being unavailable.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Invoke { ret, .. } => PERMANENT_INVOKE_RETURNS.contains(ret),
+            Self::Unavailable(_) | Self::Limit { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// Checks that `response` is a JSON object whose `errcode` is 0 (or absent), and returns it parsed.

@@ -17,17 +17,24 @@
 //! move between threads, between `decode` and the reply (as the Java SDK's decoder moves from the IO
 //! thread to a business thread). Each `invoke` creates and destroys its own vendor `SpecSDK` object
 //! inside the shim, on a thread of tokio's blocking pool, bounded by [`InvokeLimiter::run_blocking`].
+//! The thread-safety of vendor objects is undocumented, and SDK builds before 2024-12-27 had a
+//! network-handle limit under multithreading: `sdk.native.max_concurrent_calls` caps every call into
+//! the vendor SDK (decode, reply, request release, invoke, notify id) to N at once through a
+//! [`VendorGate`] (1 serialises them); the HTTP layer then decodes and builds replies on the blocking
+//! pool ([`ZoneSdk::may_block`]), never on the async workers. Log lines are not gated.
 //!
 //! **Codes.** Decode failures are the shim's codes (−20000…−20003 from the vendor decoder) or this
-//! module's own: [`DECODE_NOT_UTF8`] and [`DECODE_BAD_CALL_TYPE`]. In each case the vendor SDK still
-//! builds a reply from `""`, which travels in [`DecodeError::reply`]. Every other shim code becomes
-//! an [`SdkError`] in [`sdk_error`].
+//! module's own: [`DECODE_NOT_UTF8`] and [`DECODE_BAD_CALL_TYPE`]. The vendor SDK still builds a
+//! reply, which travels in [`DecodeError::reply`]: from `""` when the request was refused, and for a
+//! verified request whose `call_type` is neither 1 nor 2 an error output (900010, with a warning),
+//! so the zone gets an answer it can decrypt. Every other shim code becomes an [`SdkError`] in
+//! [`sdk_error`].
 #![expect(unsafe_code, reason = "the FFI boundary to the C ABI shim: the crate's only unsafe code")]
 
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use async_trait::async_trait;
 use libloading::os::unix::Library;
@@ -37,6 +44,7 @@ use super::native_log::{SdkLog, SdkLogLevel};
 use super::pool::InvokeLimiter;
 use super::{CallContext, CallType, Callback, DecodeError, Decoded, Reply, ReplyBuilder, SdkError, ZoneSdk};
 use crate::config::SdkConfig;
+use crate::error::{AppError, ErrorCode};
 
 /// The shim ABI version this program speaks (`ZONE_SHIM_ABI_VERSION`).
 pub const ABI_VERSION: u32 = 1;
@@ -50,6 +58,7 @@ const E_ARGUMENT: i32 = -19001;
 const E_EXCEPTION: i32 = -19002;
 const E_NO_MEMORY: i32 = -19003;
 const E_INIT: i32 = -19004;
+const E_UNSUPPORTED: i32 = -19006;
 const RET_EMPTY_RESPONSE: i32 = -10007;
 /// `RTLD_NODELETE` (glibc and musl): keep the library mapped after the last handle closes.
 const RTLD_NODELETE: std::ffi::c_int = 0x1000;
@@ -120,8 +129,41 @@ impl NativeSdk {
     /// Loads the shim named by `sdk.native.library` and starts the SDK with `sdk.native.init_options`.
     /// `invoke` runs on the blocking pool bounded by `limiter`.
     pub fn load(config: &SdkConfig, limiter: InvokeLimiter) -> Result<Self, LoadError> {
-        let shim = Shim::load(&config.native.library, config.native.init_options.expose_secret())?;
+        let mut shim = Shim::load(&config.native.library, config.native.init_options.expose_secret())?;
+        shim.gate = VendorGate::new(config.native.max_concurrent_calls);
         Ok(Self { shim: Arc::new(shim), limiter, max_response_bytes: config.max_response_bytes })
+    }
+
+    /// The vendor SDK's version text (`GetSDKVersion`), when the library exposes one.
+    pub fn sdk_version(&self) -> Option<String> {
+        let f = self.shim.api.sdk_version?;
+        let mut out = ShimString::empty(&self.shim);
+        // SAFETY: the context is live; the out pointers are owned by `out`, whose Drop frees.
+        let code = unsafe { f(self.shim.ctx.as_ptr(), &mut out.ptr, &mut out.len) };
+        if code != OK {
+            if code != E_UNSUPPORTED {
+                tracing::warn!(code, "the vendor SDK's version could not be read");
+            }
+            return None;
+        }
+        Some(String::from_utf8_lossy(out.bytes()).into_owned())
+    }
+
+    /// How the shim was built (`sdk=…;invoke=…;log=…`), when it says.
+    pub fn build_info(&self) -> Option<String> {
+        let f = self.shim.api.build_info?;
+        // SAFETY: a getter without arguments returning a static NUL-terminated string (or null).
+        let p = unsafe { f() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-null: a static NUL-terminated string of the loaded (never unloaded) library.
+        Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+
+    /// The most vendor calls that ran at once so far (0 without `sdk.native.max_concurrent_calls`).
+    pub fn peak_concurrent_calls(&self) -> usize {
+        self.shim.gate.as_ref().map_or(0, VendorGate::peak)
     }
 
     /// Opens the vendor debug mode (WeCom doc 101390): the program then serves a zone that forwards
@@ -163,7 +205,14 @@ impl ZoneSdk for NativeSdk {
         }
         let callback = match request.callback() {
             Ok(callback) => callback,
-            Err(code) => return Err(refuse(code, request)),
+            Err((DECODE_BAD_CALL_TYPE, call_type)) => {
+                // Verified, but of a kind this program does not know: answer it (an error output
+                // the zone can decrypt) rather than refuse it, and say so.
+                tracing::warn!(call_type, "the SDK decoded a call_type other than 1 or 2; answered with 900010");
+                let output = AppError::Code(ErrorCode::UnsupportedCallType).to_reply_json().to_string();
+                return Err(DecodeError { code: DECODE_BAD_CALL_TYPE, reply: request.reply(output.as_bytes()).ok() });
+            }
+            Err((code, _)) => return Err(refuse(code, request)),
         };
         let reply = ReplyBuilder::new(move |plaintext| request.reply(plaintext.as_bytes()));
         Ok(Decoded { callback, reply })
@@ -175,7 +224,16 @@ impl ZoneSdk for NativeSdk {
         self.limiter.run_blocking(move || shim.invoke(&ctx, &api, &request, max)).await
     }
 
+    fn may_block(&self) -> bool {
+        self.shim.gate.is_some()
+    }
+
+    fn native_notify_ids(&self) -> bool {
+        true
+    }
+
     fn generate_notify_id(&self) -> Result<String, SdkError> {
+        let _pass = self.shim.enter();
         let mut out = ShimString::empty(&self.shim);
         // SAFETY: the context is live; the out pointers are valid and owned by `out`, whose Drop frees.
         let code = unsafe { (self.shim.api.generate_notify_id)(self.shim.ctx.as_ptr(), &mut out.ptr, &mut out.len) };
@@ -277,6 +335,10 @@ struct Api {
     generate_notify_id: unsafe extern "C" fn(*const RawShim, *mut *mut c_char, *mut usize) -> i32,
     open_debug_mode: unsafe extern "C" fn(*const RawShim, RawStr, RawStr) -> i32,
     log: unsafe extern "C" fn(*const RawShim, i32, RawStr, RawStr),
+    /// Optional (newer shims): `zone_shim_sdk_version`.
+    sdk_version: Option<unsafe extern "C" fn(*const RawShim, *mut *mut c_char, *mut usize) -> i32>,
+    /// Optional (newer shims): `zone_shim_build_info`.
+    build_info: Option<unsafe extern "C" fn() -> *const c_char>,
 }
 
 impl Api {
@@ -305,6 +367,10 @@ impl Api {
             generate_notify_id: sym!("zone_shim_generate_notify_id"),
             open_debug_mode: sym!("zone_shim_open_debug_mode"),
             log: sym!("zone_shim_log"),
+            // SAFETY: declared in zone_shim.h with exactly these types; absent in older shims.
+            sdk_version: unsafe { lib.get(b"zone_shim_sdk_version\0") }.ok().map(|f| *f),
+            // SAFETY: as above.
+            build_info: unsafe { lib.get(b"zone_shim_build_info\0") }.ok().map(|f| *f),
         })
     }
 }
@@ -313,6 +379,7 @@ impl Api {
 struct Shim {
     api: Api,
     ctx: NonNull<RawShim>,
+    gate: Option<VendorGate>,
     _lib: Library,
 }
 
@@ -354,13 +421,19 @@ impl Shim {
             text
         };
         match NonNull::new(ctx) {
-            Some(ctx) if code == OK => Ok(Self { api, ctx, _lib: lib }),
+            Some(ctx) if code == OK => Ok(Self { api, ctx, gate: None, _lib: lib }),
             _ => Err(LoadError::Init { path: path.to_owned(), code, reason }),
         }
     }
 
+    /// A pass through the vendor gate (nothing without `sdk.native.max_concurrent_calls`).
+    fn enter(&self) -> Option<GatePass<'_>> {
+        self.gate.as_ref().map(VendorGate::enter)
+    }
+
     /// Runs the vendor decoder. The request comes back whenever the decoder was constructed.
     fn decode(self: &Arc<Self>, method: &str, headers: &[(String, String)], body: &[u8]) -> (i32, Option<Request>) {
+        let _pass = self.enter();
         let raw_headers: Vec<RawHeader> = headers
             .iter()
             .map(|(k, v)| RawHeader { name: RawStr::of(k.as_bytes()), value: RawStr::of(v.as_bytes()) })
@@ -391,9 +464,11 @@ impl Shim {
             request: RawStr::of(request.as_bytes()),
         };
         let mut out = ShimString::empty(self);
+        let pass = self.enter();
         // SAFETY: the context is live; `args` and the strings it points to are borrowed for the call;
         // the out pointers are owned by `out`, whose Drop frees what the shim allocates.
         let ret = unsafe { (self.api.invoke)(self.ctx.as_ptr(), &args, &mut out.ptr, &mut out.len) };
+        drop(pass);
         if ret != OK {
             return Err(sdk_error(ret, api));
         }
@@ -431,6 +506,7 @@ unsafe impl Send for Request {}
 
 impl Drop for Request {
     fn drop(&mut self) {
+        let _pass = self.shim.enter();
         // SAFETY: `raw` came from zone_shim_decode and is freed exactly once, here, while the context
         // it refers to is kept alive by `self.shim`.
         unsafe { (self.shim.api.request_free)(self.raw.as_ptr()) }
@@ -438,8 +514,9 @@ impl Drop for Request {
 }
 
 impl Request {
-    /// Copies the decoded fields out; a decode code when they are not what the program accepts.
-    fn callback(&self) -> Result<Callback, i32> {
+    /// Copies the decoded fields out; a decode code (and the raw `call_type`) when they are not what
+    /// the program accepts.
+    fn callback(&self) -> Result<Callback, (i32, i64)> {
         let mut raw = RawCallback {
             corp_id: RawStr::of(b""),
             job_info: RawStr::of(b""),
@@ -453,14 +530,14 @@ impl Request {
         // SAFETY: `raw` is a valid out struct; the request is live.
         let code = unsafe { (self.shim.api.request_callback)(self.raw.as_ptr(), &mut raw) };
         if code != OK {
-            return Err(code);
+            return Err((code, raw.call_type));
         }
         // SAFETY: the views point into the request, which lives (unchanged) until we drop it.
-        let text = |s: RawStr| String::from_utf8(unsafe { s.bytes() }.to_vec()).map_err(|_| DECODE_NOT_UTF8);
+        let text = |s: RawStr| String::from_utf8(unsafe { s.bytes() }.to_vec()).map_err(|_| (DECODE_NOT_UTF8, 0));
         Ok(Callback {
             corp_id: text(raw.corp_id)?,
             agent_id: raw.agent_id,
-            call_type: CallType::try_from(raw.call_type).map_err(|_| DECODE_BAD_CALL_TYPE)?,
+            call_type: CallType::try_from(raw.call_type).map_err(|_| (DECODE_BAD_CALL_TYPE, raw.call_type))?,
             is_async: raw.is_async != 0,
             job_info: text(raw.job_info)?,
             ability_id: text(raw.ability_id)?,
@@ -472,6 +549,7 @@ impl Request {
     /// Builds the reply with this request's decoder.
     fn reply(&self, plaintext: &[u8]) -> Result<Reply, SdkError> {
         let mut raw = ptr::null_mut();
+        let _pass = self.shim.enter();
         // SAFETY: the request is live and used by this thread only; `plaintext` is borrowed for the call.
         let code = unsafe { (self.shim.api.request_reply)(self.raw.as_ptr(), RawStr::of(plaintext), &mut raw) };
         let Some(raw) = NonNull::new(raw).filter(|_| code == OK) else {
@@ -535,6 +613,54 @@ impl Drop for ShimString<'_> {
     fn drop(&mut self) {
         // SAFETY: a shim string is freed exactly once, with the shim's own free; null is ignored.
         unsafe { (self.shim.api.string_free)(self.ptr) }
+    }
+}
+
+/// Caps the calls into the vendor SDK that run at once (`sdk.native.max_concurrent_calls`): a
+/// counting semaphore for blocking threads, which also remembers the peak (for tests and metrics).
+struct VendorGate {
+    limit: usize,
+    state: Mutex<GateState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    running: usize,
+    peak: usize,
+}
+
+/// One call's pass through the gate; leaving the scope lets the next call in.
+struct GatePass<'a>(&'a VendorGate);
+
+impl VendorGate {
+    /// A gate of `limit` calls; none for 0 (no cap beyond `sdk.pool_size`).
+    fn new(limit: usize) -> Option<Self> {
+        (limit > 0).then(|| Self { limit, state: Mutex::new(GateState::default()), freed: Condvar::new() })
+    }
+
+    /// Blocks the calling thread until fewer than `limit` calls run.
+    fn enter(&self) -> GatePass<'_> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.running >= self.limit {
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.running += 1;
+        state.peak = state.peak.max(state.running);
+        GatePass(self)
+    }
+
+    fn peak(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).peak
+    }
+}
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.running -= 1;
+        drop(state);
+        self.0.freed.notify_one();
     }
 }
 

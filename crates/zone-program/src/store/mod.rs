@@ -5,6 +5,7 @@
 
 mod clock;
 mod jobs;
+mod msg_index;
 mod notify;
 mod notify_id;
 
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use jobs::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
+pub use msg_index::{Coverage, RETENTION_SECS};
 pub use notify::{NotifyEntry, NotifyStats, TakeError};
 pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
 
@@ -179,6 +181,7 @@ impl Store {
         conn.busy_timeout(busy)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
+        conn.execute_batch(msg_index::SCHEMA)?;
         // Whatever a previous process held is free again: interrupted jobs resume.
         conn.execute("UPDATE jobs SET claimed = 0 WHERE claimed = 1", [])?;
         let unfinished: i64 =
