@@ -397,7 +397,7 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
             if let Some(v) = client.app("async_program_result", &json!({"jobid": jobid})).await
-                && (v["status"] != 0 || v["errcode"] != 0)
+                && (v.get("response_errcode").is_some() || v["errcode"] != 0)
             {
                 break v;
             }
