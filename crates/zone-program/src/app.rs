@@ -84,22 +84,22 @@ impl App {
     }
 
     /// Like [`App::build`] with a given backend.
-    /// Refuses, before binding, to serve the public demo keys on a non-loopback address
-    /// ([`Config::public_demo_keys_exposed`]).
     pub async fn build_with_sdk(config: Config, sdk: Arc<dyn ZoneSdk>) -> anyhow::Result<Self> {
-        if let Some(why) = config.public_demo_keys_exposed() {
-            anyhow::bail!("refusing to start: {why}");
-        }
         Program::stock(config).sdk(sdk).build().await
     }
 
     /// Binds the listener, opens the store and loads the keyring around the assembled parts.
+    /// Refuses, before binding, to serve the public demo keys on a non-loopback address
+    /// ([`Config::public_demo_keys_exposed`]), whichever way the program was built.
     pub(crate) async fn assemble(
         config: Config,
         sdk: Arc<dyn ZoneSdk>,
         abilities: Registry,
         events: Events,
     ) -> anyhow::Result<Self> {
+        if let Some(why) = config.public_demo_keys_exposed() {
+            anyhow::bail!("refusing to start: {why}");
+        }
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", config.server.listen))?;
