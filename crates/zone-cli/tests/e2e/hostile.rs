@@ -197,8 +197,10 @@ async fn an_incomplete_body_flood_stays_within_the_body_budget_and_the_program_s
 }
 
 /// Review finding 1, on `app listen`: the same limits. A flood of partial heads beyond the cap is
-/// cut by the header timeout, and a real callback is answered at once meanwhile.
-#[tokio::test]
+/// cut by the header timeout, and a real callback is answered at once meanwhile. (Its own worker
+/// threads: on the test's single thread the flood and the receiver compete with the load of the
+/// rest of the suite.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_listen_serves_under_the_same_limits() {
     use zone_app::config::AppConfig;
     use zone_app::listen::{Listener, ReceiverSettings};
