@@ -32,4 +32,7 @@ args=("$@")
 # The browser test runs once (the first run); the page does not depend on the program's backend.
 if [[ " ${args[*]-} " == *" -- "* ]]; then args+=(--skip native::); else args+=(-- --skip native::); fi
 args+=(--skip console::the_console_in_a_real_browser)
+# The scrape test counts the local backend's refusals (on the native backend the vendor SDK answers a
+# forged request with its own reply, so the counts differ); the metrics layer is the same on both.
+args+=(--skip metrics::a_scrape_after_known_traffic)
 ZONE_TEST_BACKEND=native cargo test -p zone-cli --test e2e "${args[@]}"
