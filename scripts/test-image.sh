@@ -228,7 +228,7 @@ sdk_sha="$(sha256sum "$work/stub-sdk.tar.gz" | cut -d' ' -f1)"
 zport="$(free_port)"
 deploy="$work/deploy"
 mkdir -p "$deploy"
-"$cli" keygen --corp-id "$corp" --keys-dir "$deploy/keys" >/dev/null
+"$cli" keygen --corp-id "$corp" --ver 1 --keys-dir "$deploy/keys" >/dev/null
 # The zone example config with what the stub SDK needs (the local codec's public demo token and key,
 # the local zone's URL) and a keyring entry, so keys/ is exercised too.
 sed -e "s#^library = .*#&\ninit_options = \"token=LocalZoneDemoToken;key.1=LocalZoneDemoKey0123456789abcdefghijklmnopq;zone_url=http://127.0.0.1:$zport\"#" \
