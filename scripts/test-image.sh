@@ -228,11 +228,13 @@ sdk_sha="$(sha256sum "$work/stub-sdk.tar.gz" | cut -d' ' -f1)"
 zport="$(free_port)"
 deploy="$work/deploy"
 mkdir -p "$deploy"
-"$cli" keygen --corp-id "$corp" --ver 1 --keys-dir "$deploy/keys" >/dev/null
+# keygen picks the next version above the local zone's demo key (version 1 of the demo corp).
+kver="$("$cli" keygen --corp-id "$corp" --keys-dir "$deploy/keys" --json | sed -n 's/.*"public_key_ver": *\([0-9][0-9]*\).*/\1/p')"
+[[ -n "$kver" ]] || { echo "test-image: keygen printed no public_key_ver" >&2; exit 1; }
 # The zone example config with what the stub SDK needs (the local codec's public demo token and key,
 # the local zone's URL) and a keyring entry, so keys/ is exercised too.
 sed -e "s#^library = .*#&\ninit_options = \"token=LocalZoneDemoToken;key.1=LocalZoneDemoKey0123456789abcdefghijklmnopq;zone_url=http://127.0.0.1:$zport\"#" \
-  -e "s#^keys = \[\]\$#keys = [{ corp_id = \"$corp\", public_key_ver = 1, private_key_path = \"/opt/zone-program/keys/$corp.1.pem\" }]#" \
+  -e "s#^keys = \[\]\$#keys = [{ corp_id = \"$corp\", public_key_ver = $kver, private_key_path = \"/opt/zone-program/keys/$corp.$kver.pem\" }]#" \
   deploy/config.zone.example.toml >"$deploy/config.toml"
 grep -q '^init_options = ' "$deploy/config.toml" && grep -q "^keys = \[{ corp_id = \"$corp\"" "$deploy/config.toml" ||
   die "deploy/config.zone.example.toml changed shape: no 'library =' or 'keys = []' line to extend"
@@ -281,9 +283,9 @@ scripts/check-image-tar.sh "$work/variant.tar" >/dev/null || die "the layout che
 chmod 0755 "$mini/$z/keys"
 broken "keys/ readable by others" "/$z/keys is 755; expected 0700"
 chmod 0700 "$mini/$z/keys"
-chmod 0644 "$mini/$z/keys/$corp.1.pem"
-broken "a key file 0644" "/$z/keys/$corp.1.pem is 644; a key file must be 0600"
-chmod 0600 "$mini/$z/keys/$corp.1.pem"
+chmod 0644 "$mini/$z/keys/$corp.$kver.pem"
+broken "a key file 0644" "/$z/keys/$corp.$kver.pem is 644; a key file must be 0600"
+chmod 0600 "$mini/$z/keys/$corp.$kver.pem"
 chmod 0755 "$mini/$z/data"
 broken "data/ readable by others" "/$z/data is 755; expected 0700"
 chmod 0700 "$mini/$z/data"
@@ -429,9 +431,9 @@ mv "$rootfs/$z/lib/libWeWorkSpecSDK.so" "$work/sdk.aside"
 expect_refused sdk ""
 grep -q "libWeWorkSpecSDK.so" "$work/refused.out" || die "the missing library is not named"
 mv "$work/sdk.aside" "$rootfs/$z/lib/libWeWorkSpecSDK.so"
-chmod 0644 "$rootfs/$z/keys/$corp.1.pem"
+chmod 0644 "$rootfs/$z/keys/$corp.$kver.pem"
 expect_refused "keyring.keys[0]" "chmod 600"
-chmod 0600 "$rootfs/$z/keys/$corp.1.pem"
+chmod 0600 "$rootfs/$z/keys/$corp.$kver.pem"
 phase_end
 
 # ---- 8. summary ----
