@@ -1,9 +1,10 @@
-//! The whole promise under restarts (issue 13): for about a minute, async calls (every kind of
-//! workflow, `invoke_` calls, ~10% bad input), posted messages raising events and notify reads run
-//! against the program and the local zone, each its own process, while both are restarted (SIGKILL
-//! and SIGTERM) and another connection holds the program's SQLite file locked for a few seconds.
-//! Then, by content: every submitted jobid has a final result of its own request; every posted
-//! message is in exactly one notification; no job is left unfinished or claimed.
+//! The whole promise under restarts (issue 13): for 20 s in every test run (`ZONE_CHAOS_SECS=60` for
+//! the documented minute), async calls (every kind of workflow, `invoke_` calls, ~10% bad input),
+//! posted messages raising events and notify reads run against the program and the local zone, each
+//! its own process, while both are restarted five times (SIGKILL and SIGTERM) and another connection
+//! holds the program's SQLite file locked for 3 s. Then, by content: every submitted jobid has a
+//! final result of its own request and no `job_info` reached the program with two requests; every
+//! posted message is in exactly one notification; no job is left unfinished or claimed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,9 +17,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{CORP, PROGRAM, install_test_key};
 
-/// How long the mixed load runs (`ZONE_CHAOS_SECS` to change).
+/// How long the mixed load runs: 20 s by default (every test run; the five restarts and the lock
+/// fit in it), `ZONE_CHAOS_SECS` to change (the README's figures are of a 60 s run).
 fn load_secs() -> u64 {
-    std::env::var("ZONE_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+    std::env::var("ZONE_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
 }
 
 fn free_port() -> u16 {
@@ -264,7 +266,6 @@ fn write_config(dir: &Path, program_port: u16, zone_port: u16) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds one message in ~60 not delivered after a zone restart (open, see README); run with --ignored"]
 async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_locked_store() {
     if crate::child::skip_on_native_pass() {
         return;
@@ -423,6 +424,7 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
     let (mut by_program, mut undelivered) = (0, 0);
     // ability → [submitted, ended with output, ended with an error code, undeliverable].
     let mut by_kind: BTreeMap<String, [u32; 4]> = BTreeMap::new();
+    let mut codes: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (jobid, (ability, data, bad)) in &jobs {
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
@@ -443,6 +445,9 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
         } else {
             by_program += 1;
             kind[if done["response_errcode"] == 0 { 1 } else { 2 }] += 1;
+            if let Some(code) = done["response_errcode"].as_i64().filter(|c| *c != 0) {
+                codes.entry(ability.clone()).or_default().insert(code);
+            }
         }
     }
     let r = record.lock().unwrap();
@@ -473,7 +478,7 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
     eprintln!(
         "chaos: {secs} s of load, restarts {restarts:?}, one 3 s SQLite lock (BEGIN EXCLUSIVE); {} async jobs ({bad} bad \
          input) all ended with their own result ({by_program} reported by the program, {undelivered} undeliverable while \
-         it was down); by kind: {}; {} calls refused by a zone that was down; {} messages posted, {delivered_once} \
+         it was down); by kind: {}; error codes by ability: {codes:?}; {} calls refused by a zone that was down; {} messages posted, {delivered_once} \
          delivered, each in exactly one of {} notifications read ({} reads repeated as a retry after a lost reply); \
          job rows: 0 unfinished, 0 claimed, {failed} failed",
         jobs.len(),
