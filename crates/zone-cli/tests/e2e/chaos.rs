@@ -1,5 +1,5 @@
-//! The whole promise under restarts (issue 13): for 20 s in every test run (`ZONE_CHAOS_SECS=60` for
-//! the documented minute), async calls (every kind of workflow, `invoke_` calls, ~10% bad input),
+//! The whole promise under restarts (issue 13): for 20 s (`ZONE_CHAOS_SECS=60` for the documented
+//! minute; `scripts/test.sh` runs it alone after the suite, as it is `#[ignore]`d), async calls (every kind of workflow, `invoke_` calls, ~10% bad input),
 //! posted messages raising events and notify reads run against the program and the local zone, each
 //! its own process, while both are restarted five times (SIGKILL and SIGTERM) and another connection
 //! holds the program's SQLite file locked for 3 s. Then, by content: every submitted jobid has a
@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{CORP, PROGRAM, install_test_key};
 
-/// How long the mixed load runs: 20 s by default (every test run; the five restarts and the lock
-/// fit in it), `ZONE_CHAOS_SECS` to change (the README's figures are of a 60 s run).
+/// How long the mixed load runs: 20 s by default (the five restarts and the lock fit in it),
+/// `ZONE_CHAOS_SECS` to change (the README's figures are of a 60 s run).
 fn load_secs() -> u64 {
     std::env::var("ZONE_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
 }
@@ -266,6 +266,8 @@ fn write_config(dir: &Path, program_port: u16, zone_port: u16) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs alone (scripts/test.sh runs it after the suite): its load beside the parallel suite slows \
+            the 1 s promptness checks of hostile.rs and faults.rs past their limits"]
 async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_locked_store() {
     if crate::child::skip_on_native_pass() {
         return;
