@@ -59,7 +59,7 @@ impl JobRunner for PassThrough {
 
 fn ctx(n: usize) -> CallContext {
     CallContext {
-        corp_id: "wwlocal0000000001".into(),
+        corp_id: zone_crypto::demo::CORP_ID.into(),
         agent_id: 1_000_002,
         ability_id: "invoke_sync_msg".into(),
         job_info: format!("JI{n:012}"),
