@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use zone_program::clock::SystemClock;
 use zone_program::jobs::{JobRunner, JobSettings, Jobs, Step};
 use zone_program::sdk::{CallContext, DecodeError, Decoded, SdkError, ZoneSdk};
-use zone_program::store::{JobKind, JobRow, Limits, NewJob, Store, SystemClock};
+use zone_program::store::{JobKind, JobRow, Limits, NewJob, Store};
 
 /// Jobs in the backlog of one iteration.
 const BACKLOG: usize = 200;

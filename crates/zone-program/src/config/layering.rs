@@ -7,7 +7,7 @@ use super::{ConfigError, ENV_PREFIX};
 
 /// The file (if any) as a TOML table, with the `ZONE_PROGRAM_*` variables of `env` applied on top.
 /// Sections of tools other than the program (e.g. the developer CLI's `[local_zone]` and `[app]`)
-/// are taken out of it by their owners before [`Config::from_table`].
+/// are taken out of it by their owners before [`Config::from_table`](super::Config::from_table).
 pub fn layered_table(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
