@@ -121,7 +121,7 @@ impl AbilityCx {
 
     /// Now, in Unix seconds, by [`Self::clock`].
     pub fn now_secs(&self) -> i64 {
-        self.clock.now_ms() / 1000
+        self.clock.now_secs()
     }
 
     /// The notify_id the app passed, or empty.
