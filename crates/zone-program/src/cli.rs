@@ -102,9 +102,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_signal()).await
 }
 
-/// `check-config`: the configuration loaded; says what it will run.
+/// `check-config`: the configuration loaded; its key files are checked (a missing, unreadable or
+/// wrong key fails); says what it will run and what only `preflight` checks.
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    let keys = crate::preflight::check_keys(config);
+    print!("{}", keys.render_checks());
+    anyhow::ensure!(keys.passed(), "check-config failed: {} problem(s) with the keyring's key files", keys.failures());
     println!("configuration ok (sdk backend: {:?}, listen: {})", config.sdk.backend, config.server.listen);
+    println!("the SDK library, the data directory and the port are checked by `preflight` and at start");
     Ok(())
 }
 
