@@ -250,23 +250,7 @@ mod follow_ups {
     /// (ids, not content), and the data stays under the id the program chose.
     #[tokio::test]
     async fn a_notify_id_answered_other_than_sent_is_logged_with_both_ids() {
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Lines {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        use tracing_subscriber::layer::SubscriberExt as _;
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || writer.clone()));
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (lines, _default) = crate::telemetry::capture::capture();
 
         let sdk = Double::with_items(1);
         *sdk.answered_notify_id.lock().unwrap() = Some("OtherNotifyId".into());
@@ -276,7 +260,7 @@ mod follow_ups {
         let notifies = sdk.calls("spec_notify_app");
         assert_eq!(notifies.len(), 1);
         let sent = notifies[0]["notify_id"].as_str().unwrap().to_owned();
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         let line = text
             .lines()
             .find(|l| l.contains("spec_notify_app answered another notify_id"))
@@ -297,7 +281,7 @@ mod follow_ups {
         *sdk.answered_notify_id.lock().unwrap() = None;
         accept(&state, &event_callback(new_message("T2"))).await.unwrap();
         drive(&state).await;
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         assert_eq!(text.matches("spec_notify_app answered another notify_id").count(), 1, "{text}");
     }
 
