@@ -176,6 +176,13 @@ impl LocalCodec {
         }
     }
 
+    /// How full the replay cache is: `(live nonces, capacity)`. Live nonces are forgotten as their
+    /// window passes, so the fill follows the request rate of the last `2 × window` seconds.
+    pub fn replay_fill(&self) -> (usize, usize) {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.cache.len(), seen.cache.capacity())
+    }
+
     /// Makes the replay protection outlive the process: `log` is told of every accepted message,
     /// and what a previous run's log kept comes back here as `newest` (the latest timestamp it
     /// accepted) and `nonces` (those accepted with that timestamp). Every message older than
