@@ -28,9 +28,9 @@ use zone_crypto::clock::{Clock, SystemClock};
 use zone_crypto::codec::within_window;
 use zone_serve::{self as serve, BodyLimits, ConnLimits, ConnStats};
 
-use super::AppClient;
 use super::notify::{CallbackKeys, CallbackQuery, Event, ProgramNotify, parse_event};
 use super::seen::{Fresh, Seen};
+use super::{AppClient, AppClientError};
 use crate::config::AppCallbackConfig;
 
 /// Largest callback body accepted.
@@ -217,24 +217,57 @@ pub async fn run(
                     "notify_id": notify.notify_id, "notify_scene": notify.notify_scene, "create_time": notify.create_time,
                 }));
                 if let Some(f) = fetch {
-                    let id = notify.notify_id.as_str();
-                    let line = match client
-                        .sync_call_program(&f.program_id, &f.ability_id, &f.request_data, Some(id))
-                        .await
-                    {
-                        Ok(data) => json!({
-                            "event": "callback_data", "notify_id": id, "response_data": super::as_json(&data),
-                        }),
-                        Err(e) => {
-                            json!({ "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": chain(&e) })
-                        }
-                    };
-                    emit(line);
+                    emit(fetch_data(client, f, notify.notify_id.as_str()).await);
                 }
             }
         }
     }
     handled
+}
+
+/// Reads attempts of `get_callback_data` whose reply did not arrive (a transport failure).
+const FETCH_RETRIES: u32 = 2;
+
+/// Fetches one notification's data as a `callback_data` line. `get_callback_data` hands data out
+/// once: when the reply of a read is lost on the way (the program answered, so the data counts as
+/// taken), the read is repeated with `"retry": true`, which the program answers with the same data
+/// for a while after the first read. Other abilities are called once.
+async fn fetch_data(client: &AppClient, f: &Fetch, id: &str) -> Value {
+    let mut request_data = f.request_data.clone();
+    let mut retries = 0;
+    loop {
+        match client.sync_call_program(&f.program_id, &f.ability_id, &request_data, Some(id)).await {
+            Ok(data) => {
+                let mut line =
+                    json!({ "event": "callback_data", "notify_id": id, "response_data": super::as_json(&data) });
+                if retries > 0 {
+                    line["retries"] = json!(retries);
+                }
+                return line;
+            }
+            Err(e @ AppClientError::Transport { .. })
+                if retries < FETCH_RETRIES && f.ability_id == "get_callback_data" =>
+            {
+                tracing::warn!(notify_id = id, error = %chain(&e), "the data's reply was lost; reading it again with retry");
+                request_data = with_retry_flag(&f.request_data);
+                retries += 1;
+            }
+            Err(e) => {
+                return json!({ "event": "callback_data", "notify_id": id, "errcode": e.errcode(), "error": chain(&e) });
+            }
+        }
+    }
+}
+
+/// `request_data` (a JSON object) with `"retry": true`; other text as it is.
+fn with_retry_flag(request_data: &str) -> String {
+    match serde_json::from_str::<Value>(request_data) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("retry".into(), Value::Bool(true));
+            Value::Object(map).to_string()
+        }
+        _ => request_data.to_owned(),
+    }
 }
 
 /// An error and its causes, `: `-separated.

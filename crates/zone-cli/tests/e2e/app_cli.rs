@@ -281,6 +281,32 @@ async fn the_receiver_gets_a_real_program_notify_from_the_zone_and_fetches_its_d
     assert!(msgids(&lines[1]).contains(&msgid.as_str()), "the new message is in the data: {lines:?}");
 }
 
+/// A fetch whose reply is lost on the way (the program answered, so its data counts as taken) is
+/// read again with `"retry": true` and still gets the data.
+#[tokio::test]
+async fn the_receiver_reads_a_notifications_data_again_when_the_reply_was_lost() {
+    let keys = CallbackKeys::new(demo::APP_TOKEN, demo::APP_KEY, vec![CORP.into()]);
+    let settings = ReceiverSettings::from_config(&AppConfig::default().callback, None);
+    let mut listener =
+        Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
+    let url = listener.url();
+    let env = TestEnv::spawn_with(|c| c.local_zone.app_callback_url = Some(url)).await;
+    let app = AppConfig { base_url: env.zone_url(), ..AppConfig::default() };
+    let client = AppClient::from_config(&app).unwrap().without_token_file();
+    let armed = env.control("faults", json!({"api": "sync_call_program", "count": 1, "lose_reply": true})).await;
+    assert_eq!(armed["errcode"], 0, "{armed}");
+    let msgid = new_message(&env).await;
+
+    let fetch = Fetch { program_id: PROGRAM.into(), ability_id: "get_callback_data".into(), request_data: "{}".into() };
+    let mut lines = Vec::new();
+    let run = listen::run(&mut listener, &client, Some(&fetch), Some(1), std::future::pending(), |l| lines.push(l));
+    tokio::time::timeout(DEADLINE, run).await.expect("a program_notify within the deadline");
+    assert_eq!(lines[1]["event"], "callback_data", "{lines:?}");
+    assert_eq!(lines[1]["retries"], 1, "one read lost, one retried: {lines:?}");
+    assert_eq!(lines[1]["response_data"]["errcode"], 0, "{lines:?}");
+    assert!(msgids(&lines[1]).contains(&msgid.as_str()), "the lost read's data: {lines:?}");
+}
+
 /// Reads JSON lines of a running `app listen`.
 struct Lines(tokio::io::Lines<BufReader<ChildStdout>>);
 
