@@ -1,9 +1,10 @@
 //! Durable async jobs on a bounded set of workers. An async ability call or an event is recorded
 //! as a job row first (so a restart resumes it), acknowledged, then run by one of `jobs.workers`
 //! workers. Each run happens in its own task, so a panic fails the job and never the worker.
-//! Ability results are reported with `program_async_job_call_back` `{errcode, result}` in the
-//! job's own context, retried with exponential backoff; a job never ends silently: it is `done`,
-//! or `failed` and counted. [`poll`] is the model-task polling helper.
+//! Ability results are reported with `program_async_job_call_back` `{errcode, result}` (the typed
+//! client's [`Sdk::program_async_job_call_back`]) in the job's own context, retried with
+//! exponential backoff; a job never ends silently: it is `done`, or `failed` and counted. [`poll`]
+//! is the model-task polling helper.
 
 pub mod payload;
 pub mod poll;
@@ -17,13 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::json;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::JobsConfig;
 use crate::error::{AppError, ErrorCode};
-use crate::sdk::{self, CallContext, ZoneSdk};
+use crate::sdk::api::{JobCallBackRequest, Sdk};
+use crate::sdk::{CallContext, ZoneSdk};
 use crate::store::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase, Store, StoreError};
 
 /// The SDK API that reports an async job's result (sdk-data-apis.md §2.1).
@@ -173,12 +174,12 @@ impl Jobs {
         let jobs = self.clone();
         tokio::spawn(async move {
             let _room = room;
-            let request = json!({ "errcode": errcode, "result": result }).to_string();
+            let (sdk, request) = (Sdk::new(jobs.sdk.clone(), ctx), JobCallBackRequest { errcode, result });
             let attempts = jobs.settings.report_attempts.max(1);
             for attempt in 1..=attempts {
                 let sent = {
                     let Ok(_sender) = jobs.refusal_senders.acquire().await else { return };
-                    jobs.sdk.invoke(&ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp))
+                    sdk.program_async_job_call_back(request.clone()).await
                 };
                 match sent {
                     Ok(_) => return,
@@ -425,9 +426,8 @@ impl Jobs {
         errcode: i64,
         result: &str,
     ) -> Result<(), StoreError> {
-        let request = json!({ "errcode": errcode, "result": result }).to_string();
-        let outcome =
-            self.sdk.invoke(ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp));
+        let request = JobCallBackRequest { errcode, result: result.to_owned() };
+        let outcome = Sdk::new(self.sdk.clone(), ctx.clone()).program_async_job_call_back(request).await;
         match outcome {
             Ok(_) => {
                 tracing::info!(errcode, "job result reported");
