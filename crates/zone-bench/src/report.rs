@@ -503,4 +503,31 @@ mod tests {
         assert!(!quick.contains("missed") && !quick.contains("| met |"), "{quick}");
         assert!(quick.contains("no verdict is given"));
     }
+
+    #[test]
+    fn the_netty_targets_depend_on_the_sdk_mode_and_compare_p99_and_peak_rss() {
+        let rows = vec![
+            row("main", Scenario::NettyDemo, 1000, 50_000, 100_000),
+            row("main", Scenario::NettyPublic, 200, 200_000, 80_000),
+            row("main", Scenario::PassThrough, 2500, 9_000, 10_000),
+        ];
+        let canned = Report { clients: 64, rows: rows.clone(), sdk: SdkMode::Canned, ..Report::default() };
+        let v = canned.verdicts();
+        let netty: Vec<_> = v.iter().filter(|v| v.target.contains("Netty")).collect();
+        assert_eq!(netty.len(), 3, "{v:?}");
+        assert!(netty[0].target.contains("≥ 3×"), "{:?}", netty[0]);
+        assert_eq!((netty[0].measured.as_str(), netty[0].met), ("2.50×", Some(false)));
+        assert_eq!(netty[1].met, Some(true), "9 ms ≤ 50 ms / 5: {:?}", netty[1]);
+        assert_eq!(netty[2].met, Some(true), "peak 20 000 KiB ≤ 200 000 KiB / 10: {:?}", netty[2]);
+        let zone = Report { clients: 64, rows, sdk: SdkMode::Zone, ..Report::default() };
+        let v = zone.verdicts();
+        let through = v.iter().find(|v| v.target.contains("Netty") && v.target.contains("throughput")).unwrap();
+        assert!(through.target.contains("≥ 2×") && through.met == Some(true), "{through:?}");
+        let text = zone.render();
+        assert!(text.contains("| Netty demo (4 + 4 threads) | 200 | 12.50× |"), "{text}");
+        let none = Report { clients: 64, ..Report::default() }.verdicts();
+        assert!(none.iter().filter(|v| v.target.contains("Netty")).all(|v| v.met.is_none()));
+        let skipped = Report { notes: vec!["The Netty peer was skipped: no java.".into()], ..zone };
+        assert!(skipped.render().contains("The Netty peer was skipped: no java."));
+    }
 }
