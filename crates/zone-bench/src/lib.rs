@@ -13,6 +13,7 @@ mod baselines;
 mod canned;
 mod load;
 mod micro;
+pub mod netty;
 mod process;
 mod report;
 mod requests;
@@ -29,6 +30,7 @@ use clap::{Args, ValueEnum};
 
 pub use baselines::BaselineServer;
 pub use load::{LoadResult, LoadSpec};
+pub use netty::NettyMode;
 pub use report::{Report, Row};
 pub use scenario::Scenario;
 pub use soak::{SoakReport, run as soak};
@@ -88,6 +90,17 @@ pub struct BenchArgs {
     /// baselines on the same work (the baselines wait as long as the program's measured SDK call).
     #[arg(long, value_enum, default_value = "zone")]
     pub sdk: SdkMode,
+    /// The Netty peer (the official Java demo's architecture, on OpenJDK and Debian's
+    /// `libnetty-java`, at 256 + 256 and 4 + 4 threads) in the main table: `auto` runs it when
+    /// `java`, `javac` and the jars are installed (`scripts/bench-deps.sh`) and otherwise says why
+    /// it is skipped; `require` fails without them; `off` never runs it.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub netty: NettyMode,
+    /// Unmeasured load before each Netty point, in milliseconds, on top of `--warmup-ms`: the
+    /// JIT compiles the hot paths first, as a long-running server has them compiled (on two busy
+    /// cores C1/C2 were still compiling after 3 s).
+    #[arg(long, default_value_t = 10_000)]
+    pub jvm_warmup_ms: u64,
     /// Size of the canned SDK reply's plaintext, in bytes (`--sdk canned`).
     #[arg(long, default_value_t = 6 * 1024)]
     pub canned_bytes: usize,
@@ -247,6 +260,10 @@ pub struct Plan {
     pub sdk: SdkMode,
     /// The canned SDK reply's size.
     pub canned_bytes: usize,
+    /// Whether the main table measures the Netty peer.
+    pub netty: NettyMode,
+    /// Unmeasured load before a Netty point (none in a `--quick` run).
+    pub jvm_warmup: Duration,
     /// The `rate` table's points, as fractions of the measured maximum.
     pub rate_fractions: Vec<f64>,
     /// A smoke run (`--quick`): too short for its ratios to mean anything against the targets.
@@ -272,6 +289,8 @@ impl Plan {
             calibration_calls: 200,
             sdk: args.sdk,
             canned_bytes: args.canned_bytes,
+            netty: args.netty,
+            jvm_warmup: Duration::from_millis(args.jvm_warmup_ms),
             rate_fractions: args.rate_fractions.clone(),
             quick: false,
         };
@@ -292,6 +311,7 @@ impl Plan {
         self.micro_rounds = 5;
         self.calibration_calls = 10;
         self.rate_fractions = vec![0.5];
+        self.jvm_warmup = Duration::ZERO;
         self.quick = true;
         self
     }
@@ -351,13 +371,31 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
             Scenario::ErrorReply,
             Scenario::OneThread,
             Scenario::Threaded,
+            Scenario::NettyDemo,
+            Scenario::NettyPublic,
             Scenario::PassThrough,
             Scenario::AsyncJob,
         ];
+        let netty = match (plan.netty, sdk) {
+            (NettyMode::Off, _) | (_, false) => false,
+            (mode, true) => match netty::find() {
+                Ok(_) => true,
+                Err(why) if mode == NettyMode::Require => anyhow::bail!("--netty require: {why}"),
+                Err(why) => {
+                    let note = format!("The Netty peer was skipped: {why}.");
+                    eprintln!("{note}");
+                    report.notes.push(note);
+                    false
+                }
+            },
+        };
         for scenario in all {
-            // The canned server answers `/sdk/invoke` only: async jobs need the zone's app API.
-            let runs =
-                if scenario == Scenario::AsyncJob { env.zone.is_some() && plan.sdk == SdkMode::Zone } else { true };
+            let runs = match scenario {
+                // The canned server answers `/sdk/invoke` only: async jobs need the zone's app API.
+                Scenario::AsyncJob => env.zone.is_some() && plan.sdk == SdkMode::Zone,
+                Scenario::NettyDemo | Scenario::NettyPublic => netty,
+                _ => true,
+            };
             if runs && (sdk || !scenario.needs_sdk()) {
                 points.push(("main", scenario, plan.clients, None));
             }

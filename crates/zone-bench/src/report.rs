@@ -122,6 +122,8 @@ pub struct Report {
     pub max_rate: Option<f64>,
     /// A `--quick` smoke run: its points are too short to judge the targets, so no verdict is given.
     pub quick: bool,
+    /// What the run could not measure, and why (e.g. a baseline skipped for a missing toolchain).
+    pub notes: Vec<String>,
 }
 
 /// One target and how the run did against it.
@@ -228,7 +230,85 @@ impl Report {
             measured: idle.map_or_else(|| "not measured".to_owned(), |k| format!("{:.1} MiB", mib(k))),
             met: idle.map(|k| k < 30 * 1024),
         });
+        out.extend(self.netty_verdicts());
         out
+    }
+
+    /// Issue #17's targets against the Netty peer in the official demo's shape (256 + 256 threads):
+    /// throughput ≥ 3× with the canned SDK (≥ 2× with the local zone in the loop), p99 ≤ 1/5 of
+    /// its p99, peak RSS ≤ 1/10 of its peak.
+    fn netty_verdicts(&self) -> Vec<Verdict> {
+        let (program, netty) = (
+            self.find("main", Scenario::PassThrough, self.clients),
+            self.find("main", Scenario::NettyDemo, self.clients),
+        );
+        let both = program.zip(netty).filter(|(_, n)| n.load.throughput() > 0.0);
+        let (target, factor): (&'static str, f64) = match self.sdk {
+            SdkMode::Canned => ("pass-through throughput ≥ 3× the Netty demo (256 + 256 threads), canned SDK", 3.0),
+            SdkMode::Zone => {
+                ("pass-through throughput ≥ 2× the Netty demo (256 + 256 threads), local zone in the loop", 2.0)
+            }
+        };
+        let not_measured = || "not measured (no Netty row)".to_owned();
+        let throughput = both.map(|(p, n)| p.load.throughput() / n.load.throughput());
+        // A ratio of p99s (program ÷ Netty) and of peak resident sets (program ÷ Netty).
+        let p99 = both.map(|(p, n)| (p.load.quantile_us(0.99), n.load.quantile_us(0.99)));
+        let rss = both.map(|(p, n)| (p.rss_peak_kib, n.rss_peak_kib));
+        vec![
+            Verdict {
+                target,
+                measured: throughput.map_or_else(not_measured, |r| format!("{r:.2}×")),
+                met: throughput.map(|r| r >= factor),
+            },
+            Verdict {
+                target: "pass-through p99 ≤ 1/5 of the Netty demo's (256 + 256 threads)",
+                measured: p99.map_or_else(not_measured, |(p, n)| {
+                    format!("{} ms against {} ms: 1/{:.1}", ms(p), ms(n), f64::from(n) / f64::from(p.max(1)))
+                }),
+                met: p99.map(|(p, n)| u64::from(p) * 5 <= u64::from(n)),
+            },
+            Verdict {
+                target: "program peak RSS ≤ 1/10 of the Netty demo's (256 + 256 threads)",
+                measured: rss.map_or_else(not_measured, |(p, n)| {
+                    format!("{:.1} MiB against {:.1} MiB: 1/{:.1}", mib(p), mib(n), n as f64 / p.max(1) as f64)
+                }),
+                met: rss.map(|(p, n)| p * 10 <= n),
+            },
+        ]
+    }
+
+    /// The pass-through against each demo baseline of the main table: how many times its
+    /// throughput, and the baseline's p99 and peak RSS as multiples of the program's.
+    fn render_baseline_ratios(&self, out: &mut String) {
+        let Some(program) = self.find("main", Scenario::PassThrough, self.clients) else { return };
+        let baselines: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.table == "main" && !r.against && r.scenario.needs_sdk() && !r.scenario.is_program())
+            .collect();
+        if baselines.is_empty() {
+            return;
+        }
+        let _ = write!(
+            out,
+            "\n### The pass-through against the demo baselines (ratios of this run, {} clients)\n\n| baseline | req/s | pass-through ÷ baseline req/s | baseline p99 ÷ pass-through p99 | baseline peak RSS ÷ pass-through peak RSS | server CPU µs/req, baseline / pass-through |\n|---|---:|---:|---:|---:|---|\n",
+            self.clients
+        );
+        let (p_rate, p_p99, p_rss) =
+            (program.load.throughput(), f64::from(program.load.quantile_us(0.99).max(1)), program.rss_peak_kib.max(1));
+        for b in baselines {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.2}× | {:.2}× | {:.1}× | {:.0} / {:.0} |",
+                b.label(),
+                b.load.throughput(),
+                p_rate / b.load.throughput().max(1e-9),
+                f64::from(b.load.quantile_us(0.99)) / p_p99,
+                b.rss_peak_kib as f64 / p_rss as f64,
+                b.server_cpu_us,
+                program.server_cpu_us,
+            );
+        }
     }
 
     /// The report as markdown.
@@ -310,6 +390,10 @@ impl Report {
                 ms(cal.sdk_latency_p99.as_micros() as u32),
                 cal.reply_bytes
             );
+        }
+        self.render_baseline_ratios(&mut out);
+        for note in &self.notes {
+            let _ = writeln!(out, "\n{note}");
         }
         let _ = write!(out, "\n### Targets (ratios of this run)\n\n");
         if self.quick {
@@ -418,5 +502,32 @@ mod tests {
         let quick = Report { quick: true, ..report }.render();
         assert!(!quick.contains("missed") && !quick.contains("| met |"), "{quick}");
         assert!(quick.contains("no verdict is given"));
+    }
+
+    #[test]
+    fn the_netty_targets_depend_on_the_sdk_mode_and_compare_p99_and_peak_rss() {
+        let rows = vec![
+            row("main", Scenario::NettyDemo, 1000, 50_000, 100_000),
+            row("main", Scenario::NettyPublic, 200, 200_000, 80_000),
+            row("main", Scenario::PassThrough, 2500, 9_000, 10_000),
+        ];
+        let canned = Report { clients: 64, rows: rows.clone(), sdk: SdkMode::Canned, ..Report::default() };
+        let v = canned.verdicts();
+        let netty: Vec<_> = v.iter().filter(|v| v.target.contains("Netty")).collect();
+        assert_eq!(netty.len(), 3, "{v:?}");
+        assert!(netty[0].target.contains("≥ 3×"), "{:?}", netty[0]);
+        assert_eq!((netty[0].measured.as_str(), netty[0].met), ("2.50×", Some(false)));
+        assert_eq!(netty[1].met, Some(true), "9 ms ≤ 50 ms / 5: {:?}", netty[1]);
+        assert_eq!(netty[2].met, Some(true), "peak 20 000 KiB ≤ 200 000 KiB / 10: {:?}", netty[2]);
+        let zone = Report { clients: 64, rows, sdk: SdkMode::Zone, ..Report::default() };
+        let v = zone.verdicts();
+        let through = v.iter().find(|v| v.target.contains("Netty") && v.target.contains("throughput")).unwrap();
+        assert!(through.target.contains("≥ 2×") && through.met == Some(true), "{through:?}");
+        let text = zone.render();
+        assert!(text.contains("| Netty demo (4 + 4 threads) | 200 | 12.50× |"), "{text}");
+        let none = Report { clients: 64, ..Report::default() }.verdicts();
+        assert!(none.iter().filter(|v| v.target.contains("Netty")).all(|v| v.met.is_none()));
+        let skipped = Report { notes: vec!["The Netty peer was skipped: no java.".into()], ..zone };
+        assert!(skipped.render().contains("The Netty peer was skipped: no java."));
     }
 }

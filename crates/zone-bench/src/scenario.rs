@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret as _;
 
 use super::load::{self, LoadSpec};
+use super::netty::Shape;
 use super::process::{self, ServerCommand, ServerProcess};
 use super::requests::{self, Expect, Source};
 use super::{Against, BenchEnv, Plan, Row, RunningZone, SdkMode, ZoneLauncher};
@@ -49,6 +50,11 @@ pub enum Scenario {
     OneThread,
     /// The same work on a thread per connection (`std::net`, blocking I/O): a threaded stdlib server.
     Threaded,
+    /// The same work on the Netty architecture of the official Java demo (`netty`): 256 IO + 256
+    /// business threads.
+    NettyDemo,
+    /// The same Netty server with 4 + 4 threads (what a public zone program runs).
+    NettyPublic,
     /// The program passing `invoke_<api>` through to the local zone.
     PassThrough,
     /// Async jobs of the pass-through, submitted through the local zone's `async_program_task`; the
@@ -66,6 +72,8 @@ impl Scenario {
             Self::ErrorReply => "unknown ability (error reply)",
             Self::OneThread => "one-thread demo",
             Self::Threaded => "threaded stdlib server",
+            Self::NettyDemo => "Netty demo (256 + 256 threads)",
+            Self::NettyPublic => "Netty demo (4 + 4 threads)",
             Self::PassThrough => "invoke_ pass-through",
             Self::AsyncJob => "async job (via app API)",
         }
@@ -73,7 +81,19 @@ impl Scenario {
 
     /// Whether it needs the local zone (directly, or for the calibrated SDK latency).
     pub fn needs_sdk(self) -> bool {
-        matches!(self, Self::OneThread | Self::Threaded | Self::PassThrough | Self::AsyncJob)
+        matches!(
+            self,
+            Self::OneThread | Self::Threaded | Self::NettyDemo | Self::NettyPublic | Self::PassThrough | Self::AsyncJob
+        )
+    }
+
+    /// The Netty peer's shape, for its two scenarios.
+    pub fn netty_shape(self) -> Option<Shape> {
+        match self {
+            Self::NettyDemo => Some(Shape::Demo),
+            Self::NettyPublic => Some(Shape::Public),
+            _ => None,
+        }
     }
 
     /// Whether the server is the program (not a baseline).
@@ -154,7 +174,12 @@ pub async fn run_point(
         Scenario::Ability => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, &data),
         Scenario::AbilityOne => requests::callback_message(&corp, NO_SDK_ABILITY, "", false, NO_SDK_ONE_INPUT),
         Scenario::Echo | Scenario::ErrorReply => requests::callback_message(&corp, UNKNOWN_ABILITY, "", false, &data),
-        Scenario::OneThread | Scenario::Threaded | Scenario::PassThrough | Scenario::AsyncJob => {
+        Scenario::OneThread
+        | Scenario::Threaded
+        | Scenario::NettyDemo
+        | Scenario::NettyPublic
+        | Scenario::PassThrough
+        | Scenario::AsyncJob => {
             requests::callback_message(&corp, &format!("invoke_{PASS_THROUGH_API}"), "", false, PASS_THROUGH_REQUEST)
         }
     };
@@ -178,6 +203,11 @@ pub async fn run_point(
         None => Expect::Echo { len: body_bytes },
         Some(errcode) => Expect::Sealed { codec: client.clone(), receive_id: corp.clone(), errcode },
     });
+    if scenario.netty_shape().is_some() && !plan.jvm_warmup.is_zero() {
+        // Unmeasured: the JVM compiles its hot paths under load first.
+        let warm = LoadSpec { warmup: Duration::ZERO, duration: plan.jvm_warmup, ..spec };
+        load::drive(server.addr, warm, source.clone(), expect.clone()).await.context("the JVM's warm-up")?;
+    }
     let (server_before, self_before) = (server.usage()?, process::self_usage()?);
     let result = match rate {
         Some(rate) => load::drive_open(server.addr, spec, rate, OPEN_LOOP_GRACE, source, expect).await?,
@@ -336,6 +366,12 @@ async fn start_server(
         }
         _ => env.program.clone(),
     };
+    if let Some(shape) = scenario.netty_shape() {
+        let cal = calibration.context("the Netty peer needs the SDK latency calibration")?;
+        let toolchain = super::netty::find().map_err(|why| anyhow::anyhow!("the Netty peer: {why}"))?;
+        let classes = toolchain.compile(&env.work_dir)?;
+        return Ok((toolchain.command(&classes, shape, cal, config, log)?.start().await?, None));
+    }
     match scenario {
         Scenario::Echo => args.extend(["bench", "serve-echo", "--listen", "{listen}"].map(String::from)),
         Scenario::OneThread | Scenario::Threaded => {
@@ -345,6 +381,7 @@ async fn start_server(
             let latency = cal.sdk_latency.as_micros().to_string();
             args.extend(["--sdk-latency-us".into(), latency, "--reply-bytes".into(), cal.reply_bytes.to_string()]);
         }
+        Scenario::NettyDemo | Scenario::NettyPublic => unreachable!("started above"),
         Scenario::Ability
         | Scenario::AbilityOne
         | Scenario::ErrorReply

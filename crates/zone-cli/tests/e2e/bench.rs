@@ -34,10 +34,23 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
         work_dir: work.path().to_path_buf(),
         against: None,
     };
+    // The Netty peer runs where a JDK and Debian's libnetty-java are installed (scripts/bench-deps.sh);
+    // elsewhere the bench skips it and says why.
+    let netty = zone_bench::netty::find();
+    if let Err(why) = &netty {
+        eprintln!("the Netty peer is not checked here: {why}");
+    }
     let report = zone_bench::measure(&plan, &env, |_| {}).await.expect("the quick bench runs");
 
     let tables: Vec<(&str, Scenario)> = report.rows.iter().map(|r| (r.table, r.scenario)).collect();
-    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 8, "{tables:?}");
+    let netty_rows = if netty.is_ok() { 2 } else { 0 };
+    assert_eq!(tables.iter().filter(|(t, _)| *t == "main").count(), 8 + netty_rows, "{tables:?}");
+    assert_eq!(
+        tables.iter().filter(|(_, s)| matches!(s, Scenario::NettyDemo | Scenario::NettyPublic)).count(),
+        netty_rows,
+        "{tables:?}"
+    );
+    assert_eq!(report.notes.len(), usize::from(netty.is_err()), "a skipped peer is noted: {:?}", report.notes);
     assert_eq!(tables.iter().filter(|(t, _)| *t == "sizes").count(), 2, "{tables:?}");
     assert_eq!(tables.iter().filter(|(t, _)| *t == "clients").count(), 3, "{tables:?}");
     for row in &report.rows {
@@ -50,6 +63,8 @@ async fn a_quick_bench_answers_every_scenario_correctly_and_reports_each_point()
             | Scenario::AbilityOne
             | Scenario::OneThread
             | Scenario::Threaded
+            | Scenario::NettyDemo
+            | Scenario::NettyPublic
             | Scenario::PassThrough
             | Scenario::AsyncJob => Some(0),
         };
