@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use serde_json::{Value, json};
-use zone_crypto::codec::{Clock, SystemClock, within_window};
+use zone_crypto::clock::{Clock, SystemClock};
+use zone_crypto::codec::within_window;
 use zone_serve::{self as serve, BodyLimits, ConnLimits, ConnStats};
 
 use super::AppClient;
@@ -108,7 +109,7 @@ pub fn seen_file_beside(token_cache: &std::path::Path) -> PathBuf {
 
 /// The receiver's router for `path`, handing events to `tx`.
 pub fn router(keys: CallbackKeys, path: &str, tx: mpsc::Sender<Received>, settings: &ReceiverSettings) -> Router {
-    let now = settings.clock.now();
+    let now = settings.clock.now_secs();
     let seen = Seen::open(settings.seen_file.as_deref(), settings.replay_cache_capacity, now);
     let state = ReceiverState {
         keys: Arc::new(keys),
@@ -265,7 +266,7 @@ impl ReceiverState {
     /// The callback's timestamp when it is a number within the window of now.
     fn fresh_timestamp(&self, q: &CallbackQuery) -> Option<i64> {
         let ts = q.timestamp.parse::<i64>().ok().filter(|_| q.timestamp.bytes().all(|b| b.is_ascii_digit()))?;
-        within_window(self.clock.now(), ts, self.window).then_some(ts)
+        within_window(self.clock.now_secs(), ts, self.window).then_some(ts)
     }
 }
 
@@ -299,7 +300,7 @@ async fn event(State(s): State<ReceiverState>, Query(q): Query<CallbackQuery>, b
     };
     // Only a verified callback may occupy the memory; it is needed while the request passes the
     // timestamp check: until ts + window.
-    let now = s.clock.now();
+    let now = s.clock.now_secs();
     match s.seen().signature(&q.msg_signature, now, ts.saturating_add(s.window)) {
         Fresh::Yes => {}
         Fresh::Replayed => {
@@ -371,6 +372,7 @@ mod tests {
 
     use super::*;
     use zone_crypto::cipher::{CallbackCipher, EncodingAesKey, signature, xml};
+    use zone_crypto::clock::ManualClock;
 
     const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
     const TOKEN: &str = "QDG6eK";
@@ -379,16 +381,9 @@ mod tests {
     /// The clock of the tests: the timestamp of `notify_post`.
     const NOW: i64 = 1_700_000_000;
 
-    struct At(i64);
-    impl Clock for At {
-        fn now(&self) -> i64 {
-            self.0
-        }
-    }
-
     fn settings(now: i64, seen_file: Option<PathBuf>) -> ReceiverSettings {
         let mut settings = ReceiverSettings::from_config(&AppCallbackConfig::default(), seen_file);
-        settings.clock = Arc::new(At(now));
+        settings.clock = Arc::new(ManualClock::new(now * 1000));
         settings
     }
 

@@ -19,7 +19,8 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use zone_crypto::cipher as crypto;
-use zone_crypto::codec::{self, LocalCodec, Nonce, SystemClock};
+use zone_crypto::clock::{Clock, SystemClock};
+use zone_crypto::codec::{self, LocalCodec, Nonce};
 
 /// A message the WeCom backend would send to the program's `POST /` (DESIGN.md "The local codec").
 pub fn callback_message(corp_id: &str, ability_id: &str, job_info: &str, is_async: bool, data: &str) -> Vec<u8> {
@@ -97,7 +98,7 @@ impl Source {
         let mut path = "/";
         let (headers, body) = match self {
             Self::Resigned { token, ver, encrypt, body } => {
-                let ts = <SystemClock as codec::Clock>::now(&SystemClock).to_string();
+                let ts = SystemClock.now_secs().to_string();
                 let nonce = Nonce::random();
                 let signature = crypto::signature(token, &ts, nonce.as_str(), encrypt);
                 let headers = vec![

@@ -13,6 +13,7 @@ use zone_app::keygen::{KeygenArgs, KnownKey};
 use zone_local::LocalZone;
 use zone_local::config::LocalZoneConfig;
 use zone_program::app::{App, shutdown_signal};
+use zone_program::cli::ConfigFile;
 use zone_program::config::{KeyringEntry, LogConfig, SdkBackend};
 use zone_program::sdk::local::codec_from_config;
 use zone_testkit::DevConfig;
@@ -21,9 +22,9 @@ use zone_testkit::DevConfig;
 #[derive(Debug, Parser)]
 #[command(name = "zone-program", version, about, long_about = None)]
 pub struct Cli {
-    /// TOML configuration file (every key is optional; see config.example.toml).
-    #[arg(long, global = true, env = "ZONE_PROGRAM_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// `--config FILE`.
+    #[command(flatten)]
+    pub config: ConfigFile,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -36,7 +37,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the local zone (the emulator of the WeCom side); `local-zone tail` streams its timeline.
     LocalZone(LocalZoneArgs),
-    /// Load and validate the configuration, then exit.
+    /// Load and validate the configuration and check its key files, then exit.
     CheckConfig,
     /// Check everything the program needs before serving (config, key files, SDK library, data
     /// directory, port); print each failure with its fix; exit non-zero on any failure.
@@ -141,7 +142,12 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             let _log = telemetry::init(&LogConfig { level: "warn".into(), ..Default::default() });
-            zone_bench::run(&config, cli.config.clone(), args, Some(std::sync::Arc::new(zone_bench::LocalZoneLauncher)))
+            zone_bench::run(
+                &config,
+                cli.config.path.clone(),
+                args,
+                Some(std::sync::Arc::new(zone_bench::LocalZoneLauncher)),
+            )
         }
         Command::Completions { .. } => unreachable!("handled before the configuration is loaded"),
         Command::LocalZone(LocalZoneArgs { action: None }) => {

@@ -30,12 +30,13 @@ use secrecy::SecretString;
 use sha1::{Digest, Sha1};
 use zone_crypto::cipher::{self as crypto, CallbackCipher, EncodingAesKey};
 use zone_crypto::codec::{CodecSettings, LocalCodec};
+use zone_crypto::demo;
 
 /// The body sizes of the issue: 1 KiB, 64 KiB, 1 MiB.
 const SIZES: [usize; 3] = [1024, 64 * 1024, 1024 * 1024];
-const KEY: &str = "LocalZoneDemoKey0123456789abcdefghijklmnopq";
-const TOKEN: &str = "LocalZoneDemoToken";
-const CORP: &str = "wwlocal0000000001";
+const KEY: &str = demo::LOCAL_KEY;
+const TOKEN: &str = demo::LOCAL_TOKEN;
+const CORP: &str = demo::CORP_ID;
 
 type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;

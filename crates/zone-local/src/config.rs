@@ -54,6 +54,11 @@ pub struct LocalZoneConfig {
     /// An export job finishes (and `chat_archive_export_finished` is raised) this long after its
     /// creation, in milliseconds; 0 = only through `/local/events`. Default 2000.
     pub export_finish_after_ms: u64,
+    /// The `is_async` flag of the calls that SDK-routed `create_program_task` / `create_model_task`
+    /// send to the program (with a fresh `job_info` either way). WeCom does not document it; false
+    /// plays a zone that sends them as plain app calls (the program's `abilities.always_async`
+    /// covers that). Default true.
+    pub task_calls_async: bool,
     /// Declared abilities with their protocols; when the list is non-empty, other ability ids are refused.
     pub abilities: Vec<AbilityProtocol>,
     /// Listen on a non-loopback address. The zone's controls (`/local/*`) need no credentials and
@@ -95,6 +100,7 @@ impl Default for LocalZoneConfig {
             tokenless_calls_per_minute: 30,
             own_model_id: "zm_local_demo".into(),
             export_finish_after_ms: 2000,
+            task_calls_async: true,
             abilities: Vec::new(),
             allow_public_demo_keys: false,
         }

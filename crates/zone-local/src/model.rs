@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use zone_crypto::clock::{Clock, SystemClock};
 
 /// Retention of pullable messages: the last 5 days (sdk-data-apis.md §1.4).
 pub const RETENTION_SECS: i64 = 5 * 86_400;
@@ -15,7 +16,8 @@ pub const RETENTION_SECS: i64 = 5 * 86_400;
 pub const TEN_MINUTES: i64 = 600;
 
 /// The zone's logical clock: the system clock plus an offset that `/local/clock/advance` moves, so
-/// expiry windows can be tested without waiting.
+/// expiry windows can be tested without waiting. It is a [`Clock`] like every other clock of the
+/// project.
 #[derive(Debug, Default)]
 pub struct ZoneClock {
     offset: AtomicI64,
@@ -32,14 +34,24 @@ impl ZoneClock {
         self.offset.load(Ordering::SeqCst)
     }
 
-    /// Unix seconds now, on the zone's clock.
+    /// Unix seconds now, on the zone's clock: [`Clock::now_secs`], without importing the trait.
     pub fn now(&self) -> i64 {
-        zone_crypto::codec::Clock::now(&zone_crypto::codec::SystemClock) + self.offset.load(Ordering::SeqCst)
+        self.now_secs()
     }
 
     /// Moves the clock forward by `secs`.
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ZoneClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms().saturating_add(self.offset().saturating_mul(1000))
+    }
+
+    fn now_secs(&self) -> i64 {
+        SystemClock.now_secs().saturating_add(self.offset())
     }
 }
 
@@ -490,5 +502,23 @@ mod pairs {
         D: Deserializer<'de>,
     {
         Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_zone_clock_is_the_system_clock_plus_its_offset_in_both_units() {
+        let clock = ZoneClock::with_offset(3600);
+        let before = SystemClock.now_secs();
+        let (secs, ms) = (clock.now(), clock.now_ms());
+        let after = SystemClock.now_secs();
+        assert!((before + 3600..=after + 3600).contains(&secs), "{before} {secs} {after}");
+        assert!(((before + 3600) * 1000..(after + 3601) * 1000).contains(&ms), "{ms}");
+        clock.advance(60);
+        assert_eq!(clock.offset(), 3660);
+        assert!(clock.now_secs() >= secs + 60);
     }
 }

@@ -211,52 +211,7 @@ mod tests {
 
     #[test]
     fn every_documented_api_has_exactly_one_handler() {
-        let documented = [
-            "program_async_job_call_back",
-            "spec_notify_app",
-            "sync_msg",
-            "get_msg_list_by_page_id",
-            "get_group_chat",
-            "get_agree_status_single",
-            "get_agree_status_room",
-            "set_hide_sensitiveinfo_config",
-            "get_hide_sensitiveinfo_config",
-            "search_chat",
-            "search_msg",
-            "search_contact_or_customer",
-            "create_rule",
-            "get_rule_list",
-            "get_rule_detail",
-            "update_rule",
-            "delete_rule",
-            "get_hit_msg_list",
-            "knowledge_base_list",
-            "knowledge_base_create",
-            "knowledge_base_detail",
-            "knowledge_base_add_doc",
-            "knowledge_base_remove_doc",
-            "knowledge_base_modify_name",
-            "knowledge_base_delete",
-            "create_chatdata_export_job",
-            "get_chatdata_export_job_status",
-            "create_sentiment_task",
-            "get_sentiment_result",
-            "create_summary_task",
-            "get_summary_result",
-            "create_customer_tag_task",
-            "get_customer_tag_result",
-            "create_recommend_dialog_task",
-            "get_recommend_dialog_result",
-            "create_ww_model_task",
-            "get_ww_model_result",
-            "create_model_task",
-            "get_model_task_result",
-            "create_program_task",
-            "get_program_task_result",
-            "create_spam_task",
-            "get_spam_result",
-        ];
-        for api in documented {
+        for &api in zone_crypto::wire::SDK_API_INVENTORY {
             assert_eq!(APIS.iter().filter(|(n, _)| *n == api).count(), 1, "{api}");
         }
     }

@@ -353,7 +353,7 @@ fn own_task(
     };
     let call = ProgramCall {
         ability_id,
-        is_async: true,
+        is_async: shared.cfg.task_calls_async,
         job_info,
         data: input,
         origin: "program_task",

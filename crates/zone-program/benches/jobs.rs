@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use zone_program::clock::SystemClock;
 use zone_program::jobs::{JobRunner, JobSettings, Jobs, Step};
 use zone_program::sdk::{CallContext, DecodeError, Decoded, SdkError, ZoneSdk};
-use zone_program::store::{JobKind, JobRow, Limits, NewJob, Store, SystemClock};
+use zone_program::store::{JobKind, JobRow, Limits, NewJob, Store};
 
 /// Jobs in the backlog of one iteration.
 const BACKLOG: usize = 200;
@@ -59,7 +60,7 @@ impl JobRunner for PassThrough {
 
 fn ctx(n: usize) -> CallContext {
     CallContext {
-        corp_id: "wwlocal0000000001".into(),
+        corp_id: zone_crypto::demo::CORP_ID.into(),
         agent_id: 1_000_002,
         ability_id: "invoke_sync_msg".into(),
         job_info: format!("JI{n:012}"),

@@ -15,12 +15,27 @@ use crate::config::{Config, SdkBackend};
 #[derive(Debug, Parser)]
 #[command(name = "zone-programd", version, about, long_about = None)]
 pub struct Cli {
-    /// TOML configuration file (every key is optional; see config.example.toml).
-    #[arg(long, global = true, env = "ZONE_PROGRAM_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// `--config FILE`.
+    #[command(flatten)]
+    pub config: ConfigFile,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--config FILE` (or `ZONE_PROGRAM_CONFIG`), the same on the image's and the developer's command line.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// TOML configuration file (every key is optional; see config.example.toml).
+    #[arg(long = "config", global = true, env = "ZONE_PROGRAM_CONFIG", value_name = "FILE")]
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// The file given, if any.
+    pub fn as_deref(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
 }
 
 /// Subcommands.
@@ -28,7 +43,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve WeCom callbacks (POST / on server.listen, default 0.0.0.0:8080).
     Serve(ServeArgs),
-    /// Load and validate the configuration, then exit.
+    /// Load and validate the configuration and check its key files, then exit.
     CheckConfig,
     /// Check everything the program needs before serving (config, key files, SDK library, data
     /// directory, port); print each failure with its fix; exit non-zero on any failure.
@@ -102,9 +117,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_signal()).await
 }
 
-/// `check-config`: the configuration loaded; says what it will run.
+/// `check-config`: the configuration loaded; its key files are checked (a missing, unreadable or
+/// wrong key fails); says what it will run and what only `preflight` checks.
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    let keys = crate::preflight::check_keys(config);
+    print!("{}", keys.render_checks());
+    anyhow::ensure!(keys.passed(), "check-config failed: {} problem(s) with the keyring's key files", keys.failures());
     println!("configuration ok (sdk backend: {:?}, listen: {})", config.sdk.backend, config.server.listen);
+    println!("the SDK library, the data directory and the port are checked by `preflight` and at start");
     Ok(())
 }
 

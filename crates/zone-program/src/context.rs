@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::error::AppError;
 use crate::events::Events;
 use crate::jobs::Jobs;
@@ -17,7 +18,7 @@ use crate::jobs::poll::PollPolicy;
 use crate::keyring::Keyring;
 use crate::sdk::api::{Sdk, SpecNotifyAppRequest};
 use crate::sdk::{CallContext, ZoneSdk};
-use crate::store::{Clock, JobKind, JobRow, NewJob, NotifyEntry, NotifyId, Store, TakeError};
+use crate::store::{JobKind, JobRow, NewJob, NotifyEntry, NotifyId, Store, TakeError};
 
 /// The notify store as a handler sees it: data stored for the app under a notify_id, taken once.
 #[derive(Clone)]
@@ -120,7 +121,7 @@ impl AbilityCx {
 
     /// Now, in Unix seconds, by [`Self::clock`].
     pub fn now_secs(&self) -> i64 {
-        self.clock.now_ms() / 1000
+        self.clock.now_secs()
     }
 
     /// The notify_id the app passed, or empty.

@@ -46,6 +46,9 @@ pub mod store;
 /// Logging and metrics.
 pub mod telemetry;
 
+/// The one clock of every part (from `zone-crypto`): [`clock::Clock`], [`clock::SystemClock`], [`clock::ManualClock`].
+pub use zone_crypto::clock;
+
 pub use abilities::{Ability, AbilityInfo, Handler, Output, Validate, ok_with};
 pub use context::{AbilityCx, EventCx, NotifyStore};
 pub use error::{AppError, ErrorCode};

@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::sdk::{CallContext, DecodeError, Decoded, SdkError, ZoneSdk};
+use crate::sdk::{CallContext, DecodeError, Decoded, ReplayFill, SdkError, ZoneSdk};
 use crate::store::Store;
 
 /// Distinct error-code label values kept before new ones become `other`.
@@ -57,6 +57,8 @@ pub struct Metrics {
     notify_max_entries: Gauge,
     notify_max_bytes: Gauge,
     open_connections: Gauge,
+    replay_cache_entries: Gauge,
+    replay_cache_capacity: Gauge,
     codes: Mutex<HashSet<i64>>,
     registry: Registry,
 }
@@ -159,6 +161,8 @@ impl Metrics {
             notify_max_entries: Gauge::default(),
             notify_max_bytes: Gauge::default(),
             open_connections: Gauge::default(),
+            replay_cache_entries: Gauge::default(),
+            replay_cache_capacity: Gauge::default(),
             codes: Mutex::default(),
             registry: Registry::default(),
         };
@@ -221,6 +225,16 @@ impl Metrics {
             m.notify_max_bytes.clone(),
         );
         registry.register("open_connections", "HTTP connections open now.", m.open_connections.clone());
+        registry.register(
+            "replay_cache_entries",
+            "Live nonces in the replay cache (local codec; the vendor SDK keeps its own, not observed: 0).",
+            m.replay_cache_entries.clone(),
+        );
+        registry.register(
+            "replay_cache_capacity",
+            "sdk.local.nonce_cache_capacity: beyond it requests are refused with -41006 (0: not observed).",
+            m.replay_cache_capacity.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -281,8 +295,12 @@ impl Metrics {
         }
     }
 
-    /// Reads the store's gauges, then encodes everything.
-    pub async fn render(&self, store: &Store) -> String {
+    /// Reads the store's gauges and the SDK's replay cache, then encodes everything.
+    pub async fn render(&self, store: &Store, sdk: &dyn ZoneSdk) -> String {
+        if let Some(fill) = sdk.replay_fill() {
+            self.replay_cache_entries.set(i64::try_from(fill.live).unwrap_or(i64::MAX));
+            self.replay_cache_capacity.set(i64::try_from(fill.capacity).unwrap_or(i64::MAX));
+        }
         match store.job_counts().await {
             Ok(c) => {
                 for (state, n) in [("queued", c.queued), ("running", c.running), ("done", c.done), ("failed", c.failed)]
@@ -411,6 +429,10 @@ impl ZoneSdk for Metered {
 
     fn may_block(&self) -> bool {
         self.inner.may_block()
+    }
+
+    fn replay_fill(&self) -> Option<ReplayFill> {
+        self.inner.replay_fill()
     }
 }
 

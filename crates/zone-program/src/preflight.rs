@@ -67,8 +67,20 @@ impl Report {
         self.checks.iter().filter(|c| matches!(c.outcome, Outcome::Fail { .. })).count()
     }
 
-    /// The report as printed: one line per check, each failure followed by its fix.
+    /// The report as printed: one line per check, each failure followed by its fix, then the verdict.
     pub fn render(&self) -> String {
+        let mut out = self.render_checks();
+        let verdict = match self.failures() {
+            0 => "preflight passed".to_owned(),
+            n => format!("preflight FAILED: {n} problem(s); the program will not start until they are fixed"),
+        };
+        out.push_str(&verdict);
+        out.push('\n');
+        out
+    }
+
+    /// One line per check, each failure followed by its fix (no verdict).
+    pub fn render_checks(&self) -> String {
         let mut out = String::new();
         for c in &self.checks {
             match &c.outcome {
@@ -78,12 +90,6 @@ impl Report {
             }
             .expect("writing to a String");
         }
-        let verdict = match self.failures() {
-            0 => "preflight passed".to_owned(),
-            n => format!("preflight FAILED: {n} problem(s); the program will not start until they are fixed"),
-        };
-        out.push_str(&verdict);
-        out.push('\n');
         out
     }
 
@@ -120,6 +126,15 @@ pub fn run(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>)
             },
         ),
     }
+    report
+}
+
+/// What `check-config` checks beyond loading the configuration: the keyring's key files (they are
+/// named by the configuration, so a missing or unreadable one is a configuration error). The SDK
+/// library, the data directory and the port are checked by [`run`] (`preflight`) and at start.
+pub fn check_keys(config: &Config) -> Report {
+    let mut report = Report::default();
+    check_keyring(&config.keyring, &mut report);
     report
 }
 

@@ -29,9 +29,9 @@ use zone_program::sdk::{CallContext, SdkError};
 use crate::DevConfig;
 
 /// The demo corp of the default configuration.
-pub const CORP: &str = "wwlocal0000000001";
+pub const CORP: &str = zone_crypto::demo::CORP_ID;
 /// The demo program id.
-pub const PROGRAM: &str = "zp_local_demo";
+pub const PROGRAM: &str = zone_crypto::demo::PROGRAM_ID;
 /// The demo app's agent id.
 pub const AGENT_ID: i64 = 1_000_002;
 /// The committed test-only RSA key (`crates/zone-testkit/keys/README.md`): the zone's demo key in

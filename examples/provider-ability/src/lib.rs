@@ -14,7 +14,7 @@ use zone_program::abilities::messages::{self, Selector, Source};
 use zone_program::abilities::model::run_batched;
 use zone_program::events::FollowUp;
 use zone_program::jobs::poll::SENTIMENT;
-use zone_program::sdk::api::HitMsgListRequest;
+use zone_program::sdk::api::{HitMsgListRequest, MsgListTaskRequest};
 use zone_program::{AbilityCx, AbilityInfo, AppError, Event, EventCx, EventHandler, EventStep, Handler, Output};
 use zone_program::{Validate, ok_with};
 
@@ -80,8 +80,8 @@ impl Handler for RiskAlert {
         let mut negative = BTreeSet::new();
         if !gathered.messages.is_empty() {
             let batches =
-                run_batched(cx, SENTIMENT, &gathered.messages, |msg_list| json!({ "msg_list": msg_list })).await?;
-            for item in batches.replies.iter().filter_map(|r| r["analyze_result_list"].as_array()).flatten() {
+                run_batched(cx, SENTIMENT, &gathered.messages, |msg_list| MsgListTaskRequest { msg_list }).await?;
+            for item in batches.replies.iter().filter_map(|r| r.fields.get("analyze_result_list")?.as_array()).flatten() {
                 if item["sentiment_result"] == 2 && item["errcode"].as_i64().unwrap_or(0) == 0 {
                     negative.extend(item["msgid"].as_str().map(str::to_owned));
                 }

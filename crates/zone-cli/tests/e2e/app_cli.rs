@@ -15,6 +15,7 @@ use zone_app::config::AppConfig;
 use zone_app::listen::{self, Fetch, Listener, ReceiverSettings};
 use zone_app::notify::CallbackKeys;
 use zone_crypto::cipher::{CallbackCipher, EncodingAesKey, signature, xml};
+use zone_crypto::demo;
 use zone_program::config::{KeyringConfig, KeyringEntry};
 use zone_program::keyring::Keyring;
 
@@ -257,7 +258,7 @@ async fn debug_mode_commands_send_their_requests_and_report_that_the_local_zone_
 
 #[tokio::test]
 async fn the_receiver_gets_a_real_program_notify_from_the_zone_and_fetches_its_data_at_once() {
-    let keys = CallbackKeys::new("LocalAppToken", "LocalAppDemoKey0123456789abcdefghijklmnopqr", vec![CORP.into()]);
+    let keys = CallbackKeys::new(demo::APP_TOKEN, demo::APP_KEY, vec![CORP.into()]);
     let settings = ReceiverSettings::from_config(&AppConfig::default().callback, None);
     let mut listener =
         Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
@@ -299,11 +300,11 @@ fn spawn_listen(cli: &Cli) -> (Child, Lines) {
 
 /// Encrypts `msg` for the corp and signs it as WeCom does for the app callback URL.
 fn sealed(msg: &str, nonce: &str) -> (String, [(&'static str, String); 3]) {
-    let cipher = CallbackCipher::new(EncodingAesKey::parse("LocalAppDemoKey0123456789abcdefghijklmnopqr").unwrap());
+    let cipher = CallbackCipher::new(EncodingAesKey::parse(demo::APP_KEY).unwrap());
     let encrypt = cipher.encrypt(msg.as_bytes(), CORP.as_bytes(), &mut rand::thread_rng());
     // Now: the receiver refuses a timestamp outside ±app.callback.replay_window_secs.
     let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
-    let sig = signature(&SecretString::from("LocalAppToken"), &timestamp, nonce, &encrypt);
+    let sig = signature(&SecretString::from(demo::APP_TOKEN), &timestamp, nonce, &encrypt);
     (encrypt, [("msg_signature", sig), ("timestamp", timestamp), ("nonce", nonce.to_owned())])
 }
 

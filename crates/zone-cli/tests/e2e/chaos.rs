@@ -123,7 +123,7 @@ impl Client {
             return Some(t);
         }
         let url = format!("{}/cgi-bin/gettoken", self.zone);
-        let q = [("corpid", CORP), ("corpsecret", "LocalZoneDemoCorpSecret")];
+        let q = [("corpid", CORP), ("corpsecret", zone_crypto::demo::CORP_SECRET)];
         let v: Value = self.http.get(url).query(&q).send().await.ok()?.json().await.ok()?;
         let t = v["access_token"].as_str()?.to_owned();
         *self.token.lock().unwrap() = Some(t.clone());

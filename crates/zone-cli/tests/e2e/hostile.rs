@@ -207,7 +207,7 @@ async fn app_listen_serves_under_the_same_limits() {
     use zone_app::notify::CallbackKeys;
     let mut cb = AppConfig::default().callback;
     (cb.max_connections, cb.header_read_timeout_ms) = (50, 1000);
-    let keys = CallbackKeys::new("LocalAppToken", "LocalAppDemoKey0123456789abcdefghijklmnopqr", vec![CORP.into()]);
+    let keys = CallbackKeys::new(zone_crypto::demo::APP_TOKEN, zone_crypto::demo::APP_KEY, vec![CORP.into()]);
     let settings = ReceiverSettings::from_config(&cb, None);
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
     let mut streams = flood(listener.local_addr(), 100, b"POST /callback HTTP/1.1\r\nHost: x\r\n").await;

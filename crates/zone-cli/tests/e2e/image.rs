@@ -381,3 +381,45 @@ fn the_zone_config_example_loads() {
     assert_eq!(config.server.listen.port(), 8080);
     assert_eq!(config.sdk.backend, zone_program::config::SdkBackend::Native);
 }
+
+/// Issue 16: `check-config` accepted a configuration whose key file did not exist. It checks the
+/// keyring's files now (the SDK library, data directory and port stay with `preflight`).
+#[test]
+fn check_config_fails_on_a_missing_key_file_and_passes_once_it_is_there() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("wwcorp.3.pem");
+    let config = home.path().join("config.toml");
+    let keyring = format!(
+        "[keyring]\nkeys = [{{ corp_id = \"wwcorp\", public_key_ver = 3, private_key_path = \"{}\" }}]\n",
+        key.display()
+    );
+    std::fs::write(&config, keyring).unwrap();
+    let check = || {
+        let out = Command::new(image_binary()).arg("--config").arg(&config).arg("check-config").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = check();
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("FAIL  keyring.keys[0]:") && stdout.contains("wwcorp.3.pem"), "{stdout}");
+    assert!(stdout.contains("fix: create it with `zone-program keygen --corp-id wwcorp`"), "{stdout}");
+    assert!(stderr.contains("check-config failed: 1 problem(s)"), "{stderr}");
+    assert!(!stdout.contains("configuration ok"), "{stdout}");
+
+    std::fs::write(&key, crate::helpers::TEST_RSA_KEY).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, stdout, _) = check();
+    assert_eq!(code, Some(1), "a key others can read is refused too: {stdout}");
+    assert!(stdout.contains("FAIL  keyring.keys[0]:"), "{stdout}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, stdout, stderr) = check();
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("ok    keyring.keys[0]:") && stdout.contains("configuration ok"), "{stdout}");
+    assert!(!stdout.contains("PRIVATE KEY") && !stderr.contains("PRIVATE KEY"), "no key material is printed");
+}

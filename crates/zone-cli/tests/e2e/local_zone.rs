@@ -23,7 +23,7 @@ async fn post_with_token(env: &TestEnv, name: &str, token: Option<&str>, body: &
 #[tokio::test]
 async fn gettoken_checks_the_corp_and_its_secret() {
     let env = TestEnv::spawn().await;
-    let ok = get(&env, &format!("/cgi-bin/gettoken?corpid={CORP}&corpsecret=LocalZoneDemoCorpSecret")).await;
+    let ok = get(&env, &format!("/cgi-bin/gettoken?corpid={CORP}&corpsecret={}", zone_crypto::demo::CORP_SECRET)).await;
     assert_eq!(ok["errcode"], 0);
     assert_eq!(ok["expires_in"], 7200);
     assert!(ok["access_token"].as_str().unwrap().len() >= 32);
@@ -243,7 +243,8 @@ async fn faults_apply_to_app_api_calls_too() {
     env.control("faults", json!({"api": "sync_call_program", "count": 1, "errcode": -1})).await;
     assert_eq!(env.app_call("invoke_sync_msg", "{}", None).await["errcode"], -1);
     env.control("faults", json!({"api": "gettoken", "count": 1, "http_status": 502})).await;
-    let url = format!("{}/cgi-bin/gettoken?corpid={CORP}&corpsecret=LocalZoneDemoCorpSecret", env.zone_url());
+    let url =
+        format!("{}/cgi-bin/gettoken?corpid={CORP}&corpsecret={}", env.zone_url(), zone_crypto::demo::CORP_SECRET);
     assert_eq!(env.http.get(&url).send().await.unwrap().status(), 502);
     assert_eq!(env.http.get(&url).send().await.unwrap().status(), 200);
     env.control("faults", json!({"api": "async_program_result", "count": 2, "delay_ms": 1})).await;

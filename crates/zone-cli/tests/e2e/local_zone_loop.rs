@@ -76,3 +76,44 @@ async fn an_own_program_task_is_run_by_the_program_and_its_report_read_back() {
     let data: Value = serde_json::from_str(done["response_data"].as_str().unwrap()).unwrap();
     assert!(data.to_string().contains("get_callback_data"), "the program's own list of abilities: {data}");
 }
+
+/// Issue 18: which `is_async` an SDK-routed task call carries is undocumented. Played by a zone that
+/// sends it as a plain call (`local_zone.task_calls_async = false`): without `abilities.always_async`
+/// the program answers the call itself, the zone takes the answer as the acknowledgement and the task
+/// never gets a report; with it, the program runs the call as a job and reports it.
+#[tokio::test]
+async fn a_task_sent_as_a_plain_call_is_reported_when_its_ability_is_always_async() {
+    for always_async in [false, true] {
+        let env = TestEnv::spawn_with(move |c| {
+            c.local_zone.task_calls_async = false;
+            c.local_zone.abilities = vec![AbilityProtocol {
+                id: "list_abilities".into(),
+                input_protocol: Some("{}".into()),
+                output_protocol: None,
+            }];
+            if always_async {
+                c.program.abilities.always_async = vec!["list_abilities".into()];
+            }
+        })
+        .await;
+        let page = env.sdk("sync_msg", json!({"limit": 1})).await;
+        let m = &page["msg_list"][0];
+        let key = env.unwrap_secret_key(m["service_encrypt_info"]["encrypted_secret_key"].as_str().unwrap());
+        let entry = json!({"msgid": m["msgid"], "encrypt_info": {"secret_key": key}});
+        let task = json!({"program_id": PROGRAM, "ability_id": "list_abilities", "msg_list": [entry]});
+        let jobid = env.sdk("create_program_task", task).await["jobid"].as_str().unwrap().to_owned();
+        let acked = poll(|| async { json!(env.zone.data().program_jobs[&jobid].ack_errcode) }, |v| !v.is_null()).await;
+        assert_eq!(acked, 0, "the program acknowledged the call");
+        let jobs = env.settle_jobs().await;
+        let result = env.sdk("get_program_task_result", json!({"jobid": jobid})).await;
+        if always_async {
+            assert_eq!(jobs.done, 1, "it ran as a job");
+            assert_eq!(result["response_errcode"], 0, "{result}");
+            let data: Value = serde_json::from_str(result["response_data"].as_str().unwrap()).unwrap();
+            assert!(data.to_string().contains("get_callback_data"), "the program's list of abilities: {data}");
+        } else {
+            assert_eq!(jobs.done, 0, "answered in the call, no job");
+            assert!(result.get("response_errcode").is_none(), "no report ever comes: {result}");
+        }
+    }
+}

@@ -96,6 +96,10 @@ async fn a_scrape_after_known_traffic_shows_each_family_with_bounded_labels() {
     assert_eq!(get(&m, "zone_program_notify_max_data_bytes{}"), cfg.max_notify_bytes as f64);
     assert_eq!(get(&m, "zone_program_notify_entries{}"), 0.0);
     assert!(get(&m, "zone_program_open_connections{}") >= 1.0, "the scrape's own connection");
+    // Every accepted request's nonce is live (the forged one and the 413 never reached the cache).
+    assert_eq!(get(&m, "zone_program_replay_cache_entries{}"), 5.0);
+    let capacity = env.state.config.sdk.local.nonce_cache_capacity as f64;
+    assert_eq!(get(&m, "zone_program_replay_cache_capacity{}"), capacity);
     assert_eq!(get(&m, "zone_program_callbacks_answered_total{}"), 5.0);
 
     // deploy/monitoring uses only names the program exports (every family has samples by now).

@@ -20,6 +20,7 @@ use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
 
 use crate::cipher::{self as crypto, CallbackCipher, CryptoError};
+use crate::clock::{Clock, SystemClock};
 pub use replay::ReplayCache;
 
 /// Header carrying the unix time of sealing.
@@ -106,22 +107,6 @@ pub const DEFAULT_WINDOW_SECS: i64 = 300;
 /// for ever (the sizing test in `replay.rs`).
 pub const DEFAULT_NONCE_CAPACITY: usize = 1_250_000;
 
-/// The wall clock, injectable so the replay window can be tested deterministically.
-pub trait Clock: Send + Sync {
-    /// Unix seconds now.
-    fn now(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-    }
-}
-
 /// A sealed message: headers (lower-case names) and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
@@ -191,6 +176,13 @@ impl LocalCodec {
         }
     }
 
+    /// How full the replay cache is: `(live nonces, capacity)`. Live nonces are forgotten as their
+    /// window passes, so the fill follows the request rate of the last `2 × window` seconds.
+    pub fn replay_fill(&self) -> (usize, usize) {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.cache.len(), seen.cache.capacity())
+    }
+
     /// Makes the replay protection outlive the process: `log` is told of every accepted message,
     /// and what a previous run's log kept comes back here as `newest` (the latest timestamp it
     /// accepted) and `nonces` (those accepted with that timestamp). Every message older than
@@ -199,7 +191,7 @@ impl LocalCodec {
     /// accepted (a peer whose clock lags, or a delivery delayed across the restart) is refused.
     #[must_use]
     pub fn remembering(mut self, newest: i64, nonces: Vec<Nonce>, log: Arc<dyn AcceptLog>) -> Self {
-        let now = self.clock.now();
+        let now = self.clock.now_secs();
         let seen = self.seen.get_mut().unwrap_or_else(|p| p.into_inner());
         for nonce in &nonces {
             let _ = seen.cache.insert(nonce, now, newest.saturating_add(self.window));
@@ -212,7 +204,7 @@ impl LocalCodec {
     /// Seals `message` for `receive_id` with the newest key, a fresh nonce and the current time.
     pub fn seal(&self, message: &[u8], receive_id: &str) -> Sealed {
         let (&ver, cipher) = self.keys.last_key_value().expect("at least one key");
-        self.seal_with(ver, cipher, message, receive_id, self.clock.now(), &Nonce::random())
+        self.seal_with(ver, cipher, message, receive_id, self.clock.now_secs(), &Nonce::random())
     }
 
     /// Seals with an explicit key version, time and nonce (tests and forgery checks).
@@ -261,7 +253,7 @@ impl LocalCodec {
         let signature = header(H_SIGNATURE)?;
         let ts: i64 = parse_decimal(ts_raw).ok_or(CodecError::MalformedHeader(H_TIMESTAMP))?;
         let ver: u32 = parse_decimal(ver_raw).ok_or(CodecError::MalformedHeader(H_SECRET_VER))?;
-        let now = self.clock.now();
+        let now = self.clock.now_secs();
         if !within_window(now, ts, self.window) || ts < self.not_before {
             return Err(CodecError::Stale);
         }
@@ -350,19 +342,11 @@ fn parse_decimal<T: std::str::FromStr>(raw: &str) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicI64, Ordering};
-
     use proptest::prelude::*;
 
     use super::*;
     use crate::cipher::EncodingAesKey;
-
-    struct FixedClock(AtomicI64);
-    impl Clock for FixedClock {
-        fn now(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::clock::ManualClock;
 
     fn settings(capacity: usize) -> CodecSettings {
         let mut keys = BTreeMap::new();
@@ -371,8 +355,8 @@ mod tests {
         CodecSettings { token: SecretString::from("tok"), keys, window_secs: 300, nonce_capacity: capacity }
     }
 
-    fn pair(capacity: usize) -> (LocalCodec, LocalCodec, Arc<FixedClock>) {
-        let clock = Arc::new(FixedClock(AtomicI64::new(1_700_000_000)));
+    fn pair(capacity: usize) -> (LocalCodec, LocalCodec, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         (
             LocalCodec::with_clock(settings(capacity), clock.clone()),
             LocalCodec::with_clock(settings(capacity), clock.clone()),
@@ -413,7 +397,7 @@ mod tests {
     #[test]
     fn stale_future_forged_and_unknown_version_messages_are_refused() {
         let (a, b, clock) = pair(16);
-        let now = clock.now();
+        let now = clock.now_secs();
         let old = a.seal_at(1, b"m", "c", now - 301, &Nonce::random()).unwrap();
         assert_eq!(b.open(&old.headers, &old.body), Err(CodecError::Stale));
         let future = a.seal_at(1, b"m", "c", now + 301, &Nonce::random()).unwrap();
@@ -439,7 +423,7 @@ mod tests {
     #[test]
     fn extreme_timestamps_are_stale_and_never_panic() {
         let (a, b, clock) = pair(16);
-        let now = clock.now();
+        let now = clock.now_secs();
         for ts in [now.wrapping_sub(i64::MIN), i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, now - 301, now + 301] {
             let sealed = a.seal_at(2, b"m", "c", ts, &Nonce::random()).unwrap();
             assert_eq!(b.open(&sealed.headers, &sealed.body), Err(CodecError::Stale), "ts {ts}");
@@ -465,14 +449,14 @@ mod tests {
                 }
             }
         }
-        let restart = |log: &Arc<Kept>, clock: &Arc<FixedClock>| {
+        let restart = |log: &Arc<Kept>, clock: &Arc<ManualClock>| {
             let (newest, nonces) = log.0.lock().unwrap().clone();
             LocalCodec::with_clock(settings(16), clock.clone()).remembering(newest, nonces, log.clone())
         };
         let log = Arc::new(Kept::default());
         let (a, _, clock) = pair(16);
         let before = restart(&log, &clock);
-        let now = clock.now();
+        let now = clock.now_secs();
         let older = a.seal_at(2, b"m", "c", now - 5, &Nonce::random()).unwrap();
         let newest = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
         let newest_too = a.seal_at(2, b"m", "c", now, &Nonce::random()).unwrap();
@@ -480,7 +464,7 @@ mod tests {
             before.open(&sealed.headers, &sealed.body).unwrap();
         }
         drop(before);
-        clock.0.fetch_add(2, Ordering::SeqCst);
+        clock.advance(2_000);
         let after = restart(&log, &clock);
         assert_eq!(after.open(&older.headers, &older.body), Err(CodecError::Stale));
         assert_eq!(after.open(&newest.headers, &newest.body), Err(CodecError::Replayed));
@@ -500,7 +484,7 @@ mod tests {
     fn a_forged_message_does_not_burn_the_nonce_of_a_real_one() {
         let (a, b, clock) = pair(16);
         let nonce = Nonce::random();
-        let real = a.seal_at(2, b"m", "c", clock.now(), &nonce).unwrap();
+        let real = a.seal_at(2, b"m", "c", clock.now_secs(), &nonce).unwrap();
         let mut forged = real.clone();
         forged.headers[3].1 = "f".repeat(40);
         assert!(b.open(&forged.headers, &forged.body).is_err());
@@ -511,14 +495,14 @@ mod tests {
     fn the_replay_cache_forgets_nonces_after_the_window_and_refuses_when_full() {
         let (a, b, clock) = pair(2);
         let n = Nonce::random();
-        let first = a.seal_at(2, b"m", "c", clock.now(), &n).unwrap();
+        let first = a.seal_at(2, b"m", "c", clock.now_secs(), &n).unwrap();
         b.open(&first.headers, &first.body).unwrap();
         let second = a.seal(b"m", "c");
         b.open(&second.headers, &second.body).unwrap();
         let third = a.seal(b"m", "c");
         assert_eq!(b.open(&third.headers, &third.body), Err(CodecError::ReplayCacheFull));
-        clock.0.fetch_add(601, Ordering::SeqCst);
-        let later = a.seal_at(2, b"m", "c", clock.now(), &n).unwrap();
+        clock.advance(601_000);
+        let later = a.seal_at(2, b"m", "c", clock.now_secs(), &n).unwrap();
         assert!(b.open(&later.headers, &later.body).is_ok(), "the old nonce is reusable once it cannot replay");
     }
 

@@ -94,10 +94,19 @@ impl ReplayCache {
         }
     }
 
-    /// Live nonces.
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// Live nonces (remembered until their window passes).
+    pub fn len(&self) -> usize {
         self.live.len()
+    }
+
+    /// Whether no nonce is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// The most live nonces it holds; beyond it a new message is refused (-41006).
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Heap bytes held: the set's table (a `u64` and a control byte per bucket, buckets a power of

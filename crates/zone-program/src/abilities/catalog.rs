@@ -291,56 +291,6 @@ mod tests {
 
     use super::*;
 
-    /// The inventory names as of the protocol files' revision this project was built on, used when
-    /// the files are not beside the checkout. Source: `protocol/sdk-data-apis.md` §0 and
-    /// `protocol/sdk-model-apis.md` §0.
-    const COPIED_INVENTORY: &[&str] = &[
-        "program_async_job_call_back",
-        "spec_notify_app",
-        "sync_msg",
-        "get_msg_list_by_page_id",
-        "get_group_chat",
-        "get_agree_status_single",
-        "get_agree_status_room",
-        "set_hide_sensitiveinfo_config",
-        "get_hide_sensitiveinfo_config",
-        "search_chat",
-        "search_msg",
-        "search_contact_or_customer",
-        "create_rule",
-        "get_rule_list",
-        "get_rule_detail",
-        "update_rule",
-        "delete_rule",
-        "get_hit_msg_list",
-        "knowledge_base_list",
-        "document_list",
-        "knowledge_base_create",
-        "knowledge_base_detail",
-        "knowledge_base_add_doc",
-        "knowledge_base_remove_doc",
-        "knowledge_base_modify_name",
-        "knowledge_base_delete",
-        "create_chatdata_export_job",
-        "get_chatdata_export_job_status",
-        "create_sentiment_task",
-        "get_sentiment_result",
-        "create_summary_task",
-        "get_summary_result",
-        "create_customer_tag_task",
-        "get_customer_tag_result",
-        "create_recommend_dialog_task",
-        "get_recommend_dialog_result",
-        "create_ww_model_task",
-        "get_ww_model_result",
-        "create_model_task",
-        "get_model_task_result",
-        "create_program_task",
-        "get_program_task_result",
-        "create_spam_task",
-        "get_spam_result",
-    ];
-
     /// Names in [`SDK_APIS`] that the inventory tables do not list: the Java SDK's own-model alias
     /// (sdk-model-apis.md §0, "Name conflict for the own model").
     const ALIASES: &[&str] = &["create_private_task", "get_private_task_result"];
@@ -397,7 +347,7 @@ mod tests {
                 assert!(names.len() >= 40, "the inventory tables parsed to only {names:?}");
                 names
             }
-            None => COPIED_INVENTORY.iter().map(|s| (*s).to_owned()).collect(),
+            None => zone_crypto::wire::SDK_API_INVENTORY.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 
@@ -421,7 +371,8 @@ mod tests {
         if let Some(_dir) = protocol_dir() {
             let mut parsed = protocol_names();
             parsed.sort();
-            let mut copied: Vec<String> = COPIED_INVENTORY.iter().map(|s| (*s).to_owned()).collect();
+            let mut copied: Vec<String> =
+                zone_crypto::wire::SDK_API_INVENTORY.iter().map(|s| (*s).to_owned()).collect();
             copied.sort();
             assert_eq!(parsed, copied);
         }

@@ -12,6 +12,7 @@ use super::model::run_batched;
 use super::{AbilityCx, AbilityInfo, Handler, Output, Validate, ok_with};
 use crate::error::AppError;
 use crate::jobs::poll::{SENTIMENT, SUMMARY};
+use crate::sdk::api::{MsgListTaskRequest, TaskResult};
 
 /// The ability id.
 pub const ID: &str = "chat_digest";
@@ -87,7 +88,7 @@ impl Handler for ChatDigest {
         let (summaries, sentiment) = if msgs.is_empty() {
             (Vec::new(), Sentiment::default())
         } else {
-            let by_batch = |msg_list: Value| json!({ "msg_list": msg_list });
+            let by_batch = |msg_list| MsgListTaskRequest { msg_list };
             let (summary, sentiment) =
                 tokio::join!(run_batched(cx, SUMMARY, msgs, by_batch), run_batched(cx, SENTIMENT, msgs, by_batch));
             let (summary, sentiment) = (summary?, sentiment?);
@@ -95,7 +96,7 @@ impl Handler for ChatDigest {
             let texts = summary
                 .replies
                 .iter()
-                .filter_map(|r| r.get("response_data").and_then(Value::as_str).map(str::to_owned))
+                .filter_map(|r| r.fields.get("response_data").and_then(Value::as_str).map(str::to_owned))
                 .collect();
             (texts, Sentiment::count(&sentiment.replies))
         };
@@ -128,9 +129,10 @@ pub struct Sentiment {
 
 impl Sentiment {
     /// Counts the `analyze_result_list` items of every reply.
-    pub fn count(replies: &[Value]) -> Self {
+    pub fn count(replies: &[TaskResult]) -> Self {
         let mut s = Self::default();
-        let items = replies.iter().filter_map(|r| r.get("analyze_result_list").and_then(Value::as_array)).flatten();
+        let items =
+            replies.iter().filter_map(|r| r.fields.get("analyze_result_list").and_then(Value::as_array)).flatten();
         for item in items {
             let ok = item.get("errcode").and_then(Value::as_i64).unwrap_or(0) == 0;
             match (ok, item.get("sentiment_result").and_then(Value::as_i64)) {
@@ -155,9 +157,10 @@ mod tests {
 
     #[test]
     fn sentiment_counts_follow_the_documented_values() {
-        let replies = [json!({"analyze_result_list":[
+        let replies = [serde_json::from_value(json!({"analyze_result_list":[
             {"errcode":0,"msgid":"a","sentiment_result":2},{"errcode":0,"msgid":"b","sentiment_result":1},
-            {"errcode":0,"msgid":"c","sentiment_result":0},{"errcode":710601,"msgid":"d"}]})];
+            {"errcode":0,"msgid":"c","sentiment_result":0},{"errcode":710601,"msgid":"d"}]}))
+        .unwrap()];
         assert_eq!(Sentiment::count(&replies), Sentiment { positive: 1, negative: 1, neutral: 1, failed: 1 });
     }
 

@@ -15,6 +15,7 @@ use super::model::run_batched;
 use super::{AbilityCx, AbilityInfo, Handler, Output, Validate, ok_with};
 use crate::error::AppError;
 use crate::jobs::poll::CUSTOMER_TAG;
+use crate::sdk::api::{CustomerTagTaskRequest, TagGroup};
 
 /// The ability id.
 pub const ID: &str = "customer_profile";
@@ -97,26 +98,23 @@ impl Handler for CustomerProfile {
         let mut votes: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut invalid: Vec<String> = Vec::new();
         if !gathered.messages.is_empty() {
-            let groups: Vec<Value> = input.tag_group_ids.iter().map(|g| json!({ "group_id": g })).collect();
-            let model_id = input.model_id.clone();
-            let batched = run_batched(cx, CUSTOMER_TAG, &gathered.messages, |msg_list| {
-                let mut request = json!({ "tag_group_list": groups, "msg_list": msg_list });
-                if let Some(m) = &model_id {
-                    request["model_id"] = json!(m);
-                }
-                request
+            let groups: Vec<TagGroup> = input.tag_group_ids.iter().map(|g| TagGroup { group_id: g.clone() }).collect();
+            let batched = run_batched(cx, CUSTOMER_TAG, &gathered.messages, |msg_list| CustomerTagTaskRequest {
+                tag_group_list: groups.clone(),
+                msg_list,
+                model_id: input.model_id.clone(),
             })
             .await?;
             skipped.extend(batched.skipped);
             for reply in &batched.replies {
-                for tag in reply.get("tag_result_list").and_then(Value::as_array).into_iter().flatten() {
+                for tag in reply.fields.get("tag_result_list").and_then(Value::as_array).into_iter().flatten() {
                     if let (Some(g), Some(t)) =
                         (tag.get("group_id").and_then(Value::as_str), tag.get("tag_id").and_then(Value::as_str))
                     {
                         *votes.entry((g.to_owned(), t.to_owned())).or_default() += 1;
                     }
                 }
-                for g in reply.get("fail_tag_group_id_list").and_then(Value::as_array).into_iter().flatten() {
+                for g in reply.fields.get("fail_tag_group_id_list").and_then(Value::as_array).into_iter().flatten() {
                     if let Some(g) = g.as_str().filter(|g| !invalid.iter().any(|i| i == g)) {
                         invalid.push(g.to_owned());
                     }

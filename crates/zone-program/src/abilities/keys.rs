@@ -13,6 +13,7 @@ use super::input::{max_items, max_len, non_empty};
 use super::messages::{MAX_ID_BYTES, MsgRef};
 use crate::error::{AppError, ErrorCode};
 use crate::keyring::{Keyring, SecretKey, UnwrapError};
+use crate::sdk::api::ModelMsg;
 
 /// A message ready for a model task.
 pub struct Unwrapped {
@@ -130,14 +131,10 @@ pub fn given(list: Vec<GivenMsg>) -> Vec<Unwrapped> {
         .collect()
 }
 
-/// The model `msg_list` of a batch. The result holds keys: never log it.
-pub fn model_msg_list(batch: &[Unwrapped]) -> Value {
-    Value::Array(
-        batch
-            .iter()
-            .map(|m| json!({ "msgid": m.msgid, "encrypt_info": { "secret_key": m.secret_key.expose_secret() } }))
-            .collect(),
-    )
+/// The model `msg_list` of a batch. The result holds keys (its `Debug` does not show them, and they
+/// are zeroed when dropped): never log its serialisation.
+pub fn model_msg_list(batch: &[Unwrapped]) -> Vec<ModelMsg> {
+    batch.iter().map(|m| ModelMsg::new(m.msgid.as_str(), m.secret_key.expose_secret())).collect()
 }
 
 /// The `fail_list` items of a create or result reply as skipped messages.
@@ -185,7 +182,10 @@ mod tests {
             GivenMsg { msgid: "a".into(), secret_key: "k2".into() },
         ];
         let msgs = given(list);
-        assert_eq!(model_msg_list(&msgs), json!([{"msgid":"a","encrypt_info":{"secret_key":"k1"}}]));
+        assert_eq!(
+            serde_json::to_value(model_msg_list(&msgs)).unwrap(),
+            json!([{"msgid":"a","encrypt_info":{"secret_key":"k1"}}])
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use super::{AbilityCx, AbilityInfo, Handler, Output, Validate, ok_with};
 use crate::error::{AppError, ErrorCode};
 use crate::jobs::poll::{self, ERR_INPUT_TOO_LONG, RECOMMEND_DIALOG, TaskOutcome};
 use crate::sdk::SdkError;
+use crate::sdk::api::RecommendDialogTaskRequest;
 
 /// The ability id.
 pub const ID: &str = "reply_suggestions";
@@ -89,26 +90,23 @@ impl Handler for ReplySuggestions {
         let mut window: &[Unwrapped] = &all[all.len().saturating_sub(last_n)..];
         let mut suggestion = String::new();
         while !window.is_empty() {
-            let request = json!({ "kb_id": input.kb_id, "msg_list": messages::model_msg_list(window) });
-            let outcome =
-                match poll::run(cx.sdk().backend().as_ref(), cx.call(), RECOMMEND_DIALOG, &request, cx.poll_policy())
-                    .await
-                {
-                    Ok((created, outcome)) => {
-                        skipped.extend(messages::failures(&created.fail_list));
-                        outcome
-                    }
-                    Err(AppError::Sdk(SdkError::Errcode { errcode, .. })) if errcode == ERR_INPUT_TOO_LONG => {
-                        TaskOutcome::Failed { errcode, response: Value::Null }
-                    }
-                    Err(e) => return Err(e),
-                };
+            let request =
+                RecommendDialogTaskRequest { kb_id: input.kb_id.clone(), msg_list: messages::model_msg_list(window) };
+            let outcome = match poll::run(cx.sdk(), RECOMMEND_DIALOG, &request, cx.poll_policy()).await {
+                Ok((created, outcome)) => {
+                    skipped.extend(messages::failures(&created.fail_list));
+                    outcome
+                }
+                Err(AppError::Sdk(SdkError::Errcode { errcode, .. })) if errcode == ERR_INPUT_TOO_LONG => {
+                    TaskOutcome::Failed { errcode, response: None }
+                }
+                Err(e) => return Err(e),
+            };
             match outcome {
                 TaskOutcome::Done(reply) => {
-                    if let Some(list) = reply.get("fail_list").and_then(Value::as_array) {
-                        skipped.extend(messages::failures(list));
-                    }
-                    suggestion = reply.get("response_data").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    skipped.extend(messages::failures(&reply.fail_list));
+                    suggestion =
+                        reply.fields.get("response_data").and_then(Value::as_str).unwrap_or_default().to_owned();
                     break;
                 }
                 TaskOutcome::Failed { errcode, .. } if errcode == ERR_INPUT_TOO_LONG && window.len() > 1 => {

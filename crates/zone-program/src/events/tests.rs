@@ -159,6 +159,8 @@ mod follow_ups {
         calls: Mutex<Vec<(String, Value)>>,
         /// Ids this double's `GenerateNotifyId` hands out, in order (none: not a native backend).
         native_ids: Mutex<Vec<String>>,
+        /// A notify id `spec_notify_app` answers instead of the one it was given.
+        answered_notify_id: Mutex<Option<String>>,
     }
 
     impl Double {
@@ -210,7 +212,10 @@ mod follow_ups {
                 "get_chatdata_export_job_status" => {
                     json!({"errcode":0,"errmsg":"ok","status":3,"result_errcode":0,"result_id":"RID"})
                 }
-                "spec_notify_app" => json!({"errcode":0,"errmsg":"ok","notify_id": request["notify_id"]}),
+                "spec_notify_app" => {
+                    let answered = self.answered_notify_id.lock().unwrap().clone();
+                    json!({"errcode":0,"errmsg":"ok","notify_id": answered.map_or(request["notify_id"].clone(), Value::from)})
+                }
                 other => panic!("unexpected api {other}"),
             };
             Ok(reply.to_string())
@@ -238,6 +243,46 @@ mod follow_ups {
         let second = notifies[1]["notify_id"].as_str().unwrap();
         assert_eq!(second.len(), 32, "a 65-byte id is over spec_notify_app's 64: a random one instead");
         assert_eq!(take(&state, &notifies[1]).await["conversation_new_message"]["token"], "T2");
+    }
+
+    /// Issue 18: `spec_notify_app` answering another notify_id than the one sent means the app will
+    /// ask for data the store does not hold under that id; it is logged as an error, naming both ids
+    /// (ids, not content), and the data stays under the id the program chose.
+    #[tokio::test]
+    async fn a_notify_id_answered_other_than_sent_is_logged_with_both_ids() {
+        let (lines, _default) = crate::telemetry::capture::capture();
+
+        let sdk = Double::with_items(1);
+        *sdk.answered_notify_id.lock().unwrap() = Some("OtherNotifyId".into());
+        let (_dir, state) = state(sdk.clone(), 5).await;
+        accept(&state, &event_callback(new_message("T1"))).await.unwrap();
+        drive(&state).await;
+        let notifies = sdk.calls("spec_notify_app");
+        assert_eq!(notifies.len(), 1);
+        let sent = notifies[0]["notify_id"].as_str().unwrap().to_owned();
+        let text = lines.text();
+        let line = text
+            .lines()
+            .find(|l| l.contains("spec_notify_app answered another notify_id"))
+            .unwrap_or_else(|| panic!("no error line in:\n{text}"));
+        assert!(line.contains("ERROR"), "{line}");
+        assert!(
+            line.contains(&format!("notify_id.sent=\"{sent}\""))
+                && line.contains("notify_id.answered=\"OtherNotifyId\""),
+            "{line}"
+        );
+        assert_eq!(
+            take(&state, &notifies[0]).await["conversation_new_message"]["token"],
+            "T1",
+            "kept under the sent id"
+        );
+
+        // The same id answered back (or none) is no error.
+        *sdk.answered_notify_id.lock().unwrap() = None;
+        accept(&state, &event_callback(new_message("T2"))).await.unwrap();
+        drive(&state).await;
+        let text = lines.text();
+        assert_eq!(text.matches("spec_notify_app answered another notify_id").count(), 1, "{text}");
     }
 
     async fn state(sdk: Arc<Double>, max_runs: u32) -> (tempfile::TempDir, AppState) {

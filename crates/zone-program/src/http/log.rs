@@ -148,35 +148,16 @@ fn finished(res: &Response, method: &Method, uri: &Uri, latency: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
 
     use axum::Router;
     use axum::routing::get;
     use tower::ServiceExt as _;
-    use tracing_subscriber::prelude::*;
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn every_request_gets_one_closing_line_with_its_facts_and_inner_lines_share_its_id() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || writer.clone()));
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (lines, _default) = crate::telemetry::capture::capture();
         let app = Router::new()
             .route(
                 "/",
@@ -197,7 +178,7 @@ mod tests {
             let res = app.clone().oneshot(Request::get(uri).body(axum::body::Body::empty()).unwrap()).await.unwrap();
             assert_eq!(res.status(), 200);
         }
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         let text: Vec<&str> = text.lines().collect();
         assert_eq!(text.len(), 3, "{text:?}");
         let id = |line: &str| line.split("request_id=").nth(1).map(|s| s[..16].to_owned());

@@ -51,7 +51,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     state.metrics.set_open_connections(state.conn_stats.open.load(std::sync::atomic::Ordering::Relaxed));
-    ([("content-type", crate::metrics::CONTENT_TYPE)], state.metrics.render(&state.store).await)
+    ([("content-type", crate::metrics::CONTENT_TYPE)], state.metrics.render(&state.store, state.sdk.as_ref()).await)
 }
 
 /// Counts and times every request to `POST /` (outside the body cap and the deadline, so their 413

@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::JobsConfig;
 use crate::error::{AppError, ErrorCode};
-use crate::sdk::{self, CallContext, ZoneSdk};
+use crate::sdk::api::{JobCallBackRequest, Sdk};
+use crate::sdk::{CallContext, ZoneSdk};
 use crate::store::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase, Store, StoreError};
 
 /// The SDK API that reports an async job's result (sdk-data-apis.md §2.1).
@@ -192,12 +192,12 @@ impl Jobs {
         let jobs = self.clone();
         tokio::spawn(async move {
             let _room = room;
-            let request = json!({ "errcode": errcode, "result": result }).to_string();
+            let (sdk, request) = (Sdk::new(jobs.sdk.clone(), ctx), JobCallBackRequest { errcode, result });
             let attempts = jobs.settings.report_attempts.max(1);
             for attempt in 1..=attempts {
                 let sent = {
                     let Ok(_sender) = jobs.refusal_senders.acquire().await else { return };
-                    jobs.sdk.invoke(&ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp))
+                    sdk.program_async_job_call_back(request.clone()).await
                 };
                 match sent {
                     Ok(_) => return,
@@ -538,10 +538,10 @@ impl Jobs {
         errcode: i64,
         result: &str,
     ) -> Result<(), StoreError> {
-        let request = json!({ "errcode": errcode, "result": result }).to_string();
+        let request = JobCallBackRequest { errcode, result: result.to_owned() };
         let outcome = {
             let Ok(_sender) = self.reporters.acquire().await else { return Ok(()) };
-            self.sdk.invoke(ctx, REPORT_API, &request).await.and_then(|rsp| sdk::require_ok(REPORT_API, &rsp))
+            Sdk::new(self.sdk.clone(), ctx.clone()).program_async_job_call_back(request).await
         };
         match outcome {
             Ok(_) => {

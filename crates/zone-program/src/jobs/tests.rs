@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 use super::*;
+use crate::clock::{ManualClock, SystemClock};
 use crate::sdk::{CallContext, DecodeError, Decoded, SdkError};
-use crate::store::{Limits, ManualClock};
+use crate::store::Limits;
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -241,7 +242,7 @@ async fn workers_run_queued_jobs_and_wait_idle_returns_once_they_are_done() {
     let store = Store::open_with(
         &dir.path().join("s.sqlite"),
         Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 },
-        Arc::new(crate::store::SystemClock),
+        Arc::new(SystemClock),
     )
     .unwrap();
     let sdk = Arc::new(Recorder::default());
@@ -277,7 +278,7 @@ impl JobRunner for Gather {
 async fn every_worker_runs_a_job_at_the_same_time_so_a_backlog_drains_in_parallel() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 };
-    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(crate::store::SystemClock)).unwrap();
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(SystemClock)).unwrap();
     let sdk = Arc::new(Recorder::default());
     let jobs = Jobs::new(store, sdk.clone(), JobSettings { workers: 4, ..settings() });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -350,7 +351,7 @@ impl JobRunner for Gate {
 async fn jobs_claimed_ahead_but_not_started_are_released_at_the_stop() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 };
-    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(crate::store::SystemClock)).unwrap();
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(SystemClock)).unwrap();
     let sdk = Arc::new(Recorder::default());
     let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings { workers: 1, ..settings() });
     for i in 0..3 {
@@ -384,7 +385,7 @@ async fn jobs_claimed_ahead_but_not_started_are_released_at_the_stop() {
 async fn a_backlog_drains_with_exactly_one_report_per_job() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 };
-    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(crate::store::SystemClock)).unwrap();
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(SystemClock)).unwrap();
     let sdk = Arc::new(Recorder::default());
     let settings = JobSettings { workers: 8, report_concurrency: 3, max_pending: 1000, ..settings() };
     let jobs = Jobs::new(store, sdk.clone(), settings);

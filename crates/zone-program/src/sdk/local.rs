@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use super::zone_http::{HttpError, ZoneHttp};
 use zone_crypto::wire::{CallbackMessage, H_INVOKE_RET, InvokeMessage};
 
-use super::{CallContext, Callback, DecodeError, Decoded, Reply, ReplyBuilder, SdkError, ZoneSdk};
+use super::{CallContext, Callback, DecodeError, Decoded, ReplayFill, Reply, ReplyBuilder, SdkError, ZoneSdk};
 use crate::config::SdkConfig;
 use zone_crypto::cipher::{CallbackCipher, EncodingAesKey};
 use zone_crypto::codec::{CodecSettings, LocalCodec};
@@ -155,5 +155,10 @@ impl ZoneSdk for LocalSdk {
 
     async fn invoke(&self, ctx: &CallContext, api: &str, request_json: &str) -> Result<String, SdkError> {
         self.post(ctx, api, request_json).await
+    }
+
+    fn replay_fill(&self) -> Option<ReplayFill> {
+        let (live, capacity) = self.codec.replay_fill();
+        Some(ReplayFill { live, capacity })
     }
 }

@@ -48,6 +48,21 @@ pub trait ZoneSdk: Send + Sync + 'static {
     fn may_block(&self) -> bool {
         false
     }
+
+    /// How full the backend's replay cache is, when the program holds one (the local codec); `None`
+    /// when the SDK keeps its own (the vendor SDK's is not observable).
+    fn replay_fill(&self) -> Option<ReplayFill> {
+        None
+    }
+}
+
+/// The fill of a replay cache: live nonces against the most it holds before refusing (-41006).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayFill {
+    /// Nonces remembered now.
+    pub live: usize,
+    /// The most it holds (`sdk.local.nonce_cache_capacity`).
+    pub capacity: usize,
 }
 
 /// A request the SDK verified and decoded.

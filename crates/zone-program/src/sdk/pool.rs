@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{CallContext, DecodeError, Decoded, SdkError, ZoneSdk};
+use super::{CallContext, DecodeError, Decoded, ReplayFill, SdkError, ZoneSdk};
 use crate::config::SdkConfig;
 
 /// The shared bound on SDK calls.
@@ -110,6 +110,10 @@ impl<S: ZoneSdk> ZoneSdk for Bounded<S> {
 
     fn may_block(&self) -> bool {
         self.inner.may_block()
+    }
+
+    fn replay_fill(&self) -> Option<ReplayFill> {
+        self.inner.replay_fill()
     }
 }
 

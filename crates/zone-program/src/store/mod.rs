@@ -10,7 +10,6 @@
 //! never sent before its row is committed, and one commit (the WAL append) serves many jobs. Writes
 //! that are not grouped run alone, in their own transactions, in queue order between groups.
 
-mod clock;
 mod jobs;
 mod msg_index;
 mod notify;
@@ -28,12 +27,12 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use jobs::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
 pub use msg_index::{Coverage, RETENTION_SECS};
 pub use notify::{NotifyEntry, NotifyStats, TakeError};
 pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::StoreConfig;
 
 /// The schema, applied at every start.
@@ -182,7 +181,7 @@ impl Store {
         Self::open_inner(&config.path, Limits::from_config(config), Arc::new(SystemClock), busy)
     }
 
-    /// Opens `path` with explicit limits and clock (tests use a [`ManualClock`]) and the default
+    /// Opens `path` with explicit limits and clock (tests use a [`ManualClock`](crate::clock::ManualClock)) and the default
     /// busy timeout.
     pub fn open_with(path: &Path, limits: Limits, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         Self::open_inner(path, limits, clock, DEFAULT_BUSY_TIMEOUT)

@@ -201,7 +201,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::{Limits, ManualClock};
+    use crate::clock::ManualClock;
+    use crate::store::Limits;
 
     fn store(now_ms: i64) -> (tempfile::TempDir, Store, Arc<ManualClock>) {
         let dir = tempfile::tempdir().unwrap();

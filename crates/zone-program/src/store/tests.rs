@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::sdk::CallContext;
 
 const T0: i64 = 1_700_000_000_000;
