@@ -306,10 +306,10 @@ impl Jobs {
         while let Ok((_, job)) = ready.try_recv() {
             unstarted.push(job.claim());
         }
-        if !unstarted.is_empty() {
-            if let Err(e) = self.store.release_jobs(unstarted).await {
-                tracing::warn!(error = %e, "releasing claimed jobs at the stop failed; their claims run out");
-            }
+        if !unstarted.is_empty()
+            && let Err(e) = self.store.release_jobs(unstarted).await
+        {
+            tracing::warn!(error = %e, "releasing claimed jobs at the stop failed; their claims run out");
         }
         while running.join_next().await.is_some() {}
         tracing::debug!("job dispatcher stopped");
