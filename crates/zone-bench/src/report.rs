@@ -302,7 +302,7 @@ impl Report {
                     j.completed_per_sec(),
                     j.drained_after.as_secs_f64(),
                     j.refused,
-                    j.failed,
+                    j.failed_code.map_or_else(|| j.failed.to_string(), |code| format!("{} (first: {code})", j.failed)),
                     j.pending,
                     row.server_cpu_us,
                     mib(row.rss_idle_kib),

@@ -567,7 +567,14 @@ async fn follow_jobs(
                 }
                 (Some(0), Some(0)) => jobs.completed += 1,
                 (Some(0), Some(JOB_QUEUE_FULL)) => jobs.refused += 1,
-                _ => jobs.failed += 1,
+                (code, response) => {
+                    jobs.failed += 1;
+                    // The first kind seen, for the report: the API's errcode, else the job's.
+                    if jobs.failed_code.is_none() {
+                        jobs.failed_code =
+                            Some(if code != Some(0) { code.unwrap_or(-1) } else { response.unwrap_or(-1) });
+                    }
+                }
             }
             last_report = Some(Instant::now());
             break;
@@ -591,6 +598,8 @@ pub struct JobStats {
     pub failed: u64,
     /// Not reported by the deadline.
     pub pending: u64,
+    /// The code of the first failure (the `async_program_result` errcode, else the job's).
+    pub failed_code: Option<i64>,
     /// From the first submission to the last report seen.
     pub elapsed: Duration,
     /// From the last submission to the last report seen: how long the burst took to drain.
