@@ -20,6 +20,11 @@ if command -v chromedriver >/dev/null && { command -v chromium >/dev/null || com
 fi
 cargo test --workspace --all-targets "$@"
 
+echo "== the chaos test, alone: 20 s of mixed load under five restarts of the program and the local zone"
+# #[ignore]d in the parallel pass above (its load would slow the suite's 1 s promptness checks);
+# ZONE_CHAOS_SECS=60 gives the README's figures.
+cargo test -p zone-cli --test e2e chaos -- --ignored
+
 echo "== examples/provider-ability: a provider's crate of its own, built from a copy outside the repository"
 # Its own manifest (not a workspace member), the workspace's target directory: only its own code and
 # the few dependencies whose features differ are built again.

@@ -51,7 +51,13 @@ async fn gettoken(State(shared): State<Arc<Shared>>, Query(q): Params) -> Respon
         Applied::Raw(r) => return r,
         Applied::Reply(v) => v,
         Applied::InvokeRet(ret) => ApiError::new(i64::from(ret), "fault injected").to_json(),
-        Applied::Proceed { pad } => faults::pad_reply(reply_of(issue_token(&shared, &q)), pad),
+        Applied::Proceed { pad, lose_reply } => {
+            let reply = faults::pad_reply(reply_of(issue_token(&shared, &q)), pad);
+            if lose_reply {
+                return faults::dropped();
+            }
+            reply
+        }
     };
     axum::Json(reply).into_response()
 }
@@ -86,7 +92,14 @@ async fn chatdata(
         Applied::Raw(r) => return r,
         Applied::Reply(v) => v,
         Applied::InvokeRet(ret) => ApiError::new(i64::from(ret), "fault injected").to_json(),
-        Applied::Proceed { pad } => faults::pad_reply(reply_of(route(&shared, &name, &q, &body).await), pad),
+        Applied::Proceed { pad, lose_reply } => {
+            let reply = faults::pad_reply(reply_of(route(&shared, &name, &q, &body).await), pad);
+            if lose_reply {
+                tracing::info!(api = %name, "fault: the call was handled and its reply is lost");
+                return faults::dropped();
+            }
+            reply
+        }
     };
     tracing::info!(api = %name, errcode = reply["errcode"].as_i64().unwrap_or_default(), "app api answered");
     axum::Json(reply).into_response()

@@ -134,7 +134,7 @@ async fn archive_message(shared: &Arc<Shared>, body: &str) -> ApiResult {
     let (msgid, seq, hit) = {
         let mut data = shared.data();
         let salt = super::seed::splitmix(data.next_id ^ now as u64);
-        data.next_id += 1;
+        data.next_id = data.next_id.wrapping_add(1);
         let m = new_message(&data, salt, sender, &parties, &chatid, now, msgtype, content);
         let hits = match_rules(data.rules.values(), &m);
         let (msgid, seq) = (m.msgid.clone(), m.seq);

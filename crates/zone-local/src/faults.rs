@@ -1,7 +1,8 @@
 //! Faults on demand: `/local/faults` arms, per API name (an SDK API such as `sync_msg`, or an app
 //! endpoint such as `sync_call_program`), a fault for its next N calls. Kinds: a given `errcode`
 //! reply, a given `Invoke` return code (−10001…−10007, carried in `ww-invoke-ret`), a slow answer, an
-//! oversized answer, an HTTP status, or a connection dropped mid-response.
+//! oversized answer, an HTTP status, a connection dropped mid-response, or a reply lost on its way
+//! back (the call is handled, then the connection drops).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -28,17 +29,21 @@ pub enum FaultKind {
     HttpStatus(u16),
     /// Send the status line and headers, then drop the connection.
     Drop,
+    /// Handle the call as usual (a program call reaches the program), then drop the connection
+    /// instead of answering: the reply is lost on its way back.
+    LoseReply,
 }
 
 impl FaultKind {
-    /// Parses the control request `{"errcode"|"invoke_ret"|"delay_ms"|"oversized_bytes"|"http_status"|"drop"}`.
+    /// Parses the control request
+    /// `{"errcode"|"invoke_ret"|"delay_ms"|"oversized_bytes"|"http_status"|"drop"|"lose_reply"}`.
     pub fn parse(req: &Req) -> Result<Self, ApiError> {
-        let kinds = ["errcode", "invoke_ret", "delay_ms", "oversized_bytes", "http_status", "drop"];
+        let kinds = ["errcode", "invoke_ret", "delay_ms", "oversized_bytes", "http_status", "drop", "lose_reply"];
         let given: Vec<&str> = kinds.iter().copied().filter(|k| req.raw(k).is_some()).collect();
         if given.len() != 1 {
             return Err(ApiError::invalid(
                 "fault",
-                "give exactly one of errcode, invoke_ret, delay_ms, oversized_bytes, http_status, drop",
+                "give exactly one of errcode, invoke_ret, delay_ms, oversized_bytes, http_status, drop, lose_reply",
             ));
         }
         Ok(match given[0] {
@@ -47,6 +52,7 @@ impl FaultKind {
             "delay_ms" => Self::Slow(req.int_in("delay_ms", 0, 0, 120_000)? as u64),
             "oversized_bytes" => Self::Oversized(req.int_in("oversized_bytes", 0, 1, 256 * 1024 * 1024)? as usize),
             "http_status" => Self::HttpStatus(req.int_in("http_status", 500, 400, 599)? as u16),
+            "lose_reply" => Self::LoseReply,
             _ => Self::Drop,
         })
     }
@@ -95,10 +101,12 @@ impl Faults {
 
 /// How a fault changes the answer of a call, once the handler has (or has not) run.
 pub enum Applied {
-    /// No fault; or a slow/oversized one whose effect is applied by the caller.
+    /// No fault; or a slow/oversized/lost-reply one whose effect is applied by the caller.
     Proceed {
         /// Bytes of padding to add to the reply.
         pad: usize,
+        /// Handle the call, then answer with [`dropped`] instead of the reply.
+        lose_reply: bool,
     },
     /// Answer with this reply object instead of running the handler.
     Reply(Value),
@@ -111,12 +119,13 @@ pub enum Applied {
 /// Applies the armed fault of `api` (waiting if it is a slow one).
 pub async fn apply(fault: Option<FaultKind>) -> Applied {
     match fault {
-        None => Applied::Proceed { pad: 0 },
+        None => Applied::Proceed { pad: 0, lose_reply: false },
         Some(FaultKind::Slow(ms)) => {
             super::timer::sleep(Duration::from_millis(ms)).await;
-            Applied::Proceed { pad: 0 }
+            Applied::Proceed { pad: 0, lose_reply: false }
         }
-        Some(FaultKind::Oversized(n)) => Applied::Proceed { pad: n },
+        Some(FaultKind::Oversized(n)) => Applied::Proceed { pad: n, lose_reply: false },
+        Some(FaultKind::LoseReply) => Applied::Proceed { pad: 0, lose_reply: true },
         Some(FaultKind::Errcode(code)) => Applied::Reply(ApiError::new(code, "fault injected").to_json()),
         Some(FaultKind::InvokeRet(ret)) => Applied::InvokeRet(ret),
         Some(FaultKind::HttpStatus(status)) => Applied::Raw(
@@ -140,7 +149,7 @@ pub fn pad_reply(mut reply: Value, pad: usize) -> Value {
 }
 
 /// A 200 whose body fails after the headers, so the peer sees the connection drop.
-fn dropped() -> Response {
+pub fn dropped() -> Response {
     let stream = futures_util::stream::once(async {
         Err::<Bytes, std::io::Error>(std::io::Error::other("fault injected: connection dropped"))
     });
@@ -171,5 +180,6 @@ mod tests {
         assert!(parse(r#"{"errcode":1,"drop":true}"#).is_err());
         assert!(parse("{}").is_err());
         assert_eq!(parse(r#"{"drop":true}"#).unwrap(), FaultKind::Drop);
+        assert_eq!(parse(r#"{"lose_reply":true}"#).unwrap(), FaultKind::LoseReply);
     }
 }

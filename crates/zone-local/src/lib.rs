@@ -150,6 +150,7 @@ impl LocalZone {
                 let mut data = kept.data;
                 let last = data.messages.last().map_or(0, |m| m.seq).max(data.hits.last().map_or(0, |h| h.seq));
                 data.seq_floor = data.seq_floor.max(last + persist::SEQ_GAP);
+                data.next_id = data.next_id.wrapping_add(persist::ID_GAP);
                 (model::ZoneClock::with_offset(kept.clock_offset), data, kept.zone_id)
             }
             None => {

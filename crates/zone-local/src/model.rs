@@ -427,7 +427,7 @@ impl ZoneData {
 
     /// A fresh id with a prefix: `prefix` + 16 hex digits.
     pub fn mint(&mut self, prefix: &str) -> String {
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         let mixed = crate::seed::splitmix(self.next_id ^ 0x05ee_d1d5);
         format!("{prefix}{mixed:016x}")
     }

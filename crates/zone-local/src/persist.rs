@@ -32,6 +32,12 @@ const VERSION: u32 = 1;
 /// How far past the last kept seq a restored zone numbers new messages and hits (more than could
 /// ever have been added, and seen, between the last write and a crash).
 pub const SEQ_GAP: u64 = 1_000_000;
+/// How far past the kept id counter a restored zone mints new ids (jobids, `job_info`, tokens,
+/// notify ids …). A request may hand an id out before the state that counted it is on disk (an async
+/// call reaches the program while its reply still waits for the write), so a zone killed in between
+/// must not mint that id again: more ids than could ever be minted between the last write and a
+/// crash.
+pub const ID_GAP: u64 = 1 << 32;
 /// Longest a change made outside a request waits to be written.
 pub const BACKGROUND_SAVE: Duration = Duration::from_millis(500);
 

@@ -115,7 +115,14 @@ async fn invoke(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             return sealed(&shared, "", &msg.corp_id, Some(ret));
         }
         Applied::Reply(v) => v,
-        Applied::Proceed { pad } => faults::pad_reply(handle(&shared, &msg), pad),
+        Applied::Proceed { pad, lose_reply } => {
+            let reply = faults::pad_reply(handle(&shared, &msg), pad);
+            if lose_reply {
+                record(reply["errcode"].as_i64().unwrap_or_default());
+                return faults::dropped();
+            }
+            reply
+        }
     };
     // One line per SDK call is the program's request rate again: DEBUG, so that the zone, which
     // shares the machine with the program in every benchmark, does not pay for it by default.

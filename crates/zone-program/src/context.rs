@@ -45,6 +45,12 @@ impl NotifyStore {
         Ok(self.store.take_notify(corp_id, notify_id).await?)
     }
 
+    /// [`NotifyStore::take`] for a read repeating one whose reply was lost: data taken less than
+    /// [`crate::store::RETRY_GRACE_MS`] ago is returned again.
+    pub async fn retake(&self, corp_id: &str, notify_id: &NotifyId) -> Result<Result<String, TakeError>, AppError> {
+        Ok(self.store.retake_notify(corp_id, notify_id).await?)
+    }
+
     /// Whether one more entry fits.
     pub async fn has_room(&self) -> Result<bool, AppError> {
         Ok(self.store.notify_has_room().await?)

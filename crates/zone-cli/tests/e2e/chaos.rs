@@ -1,9 +1,10 @@
-//! The whole promise under restarts (issue 13): for about a minute, async calls (every kind of
-//! workflow, `invoke_` calls, ~10% bad input), posted messages raising events and notify reads run
-//! against the program and the local zone, each its own process, while both are restarted (SIGKILL
-//! and SIGTERM) and another connection holds the program's SQLite file locked for a few seconds.
-//! Then, by content: every submitted jobid has a final result of its own request; every posted
-//! message is in exactly one notification; no job is left unfinished or claimed.
+//! The whole promise under restarts (issue 13): for 20 s (`ZONE_CHAOS_SECS=60` for the documented
+//! minute; `scripts/test.sh` runs it alone after the suite, as it is `#[ignore]`d), async calls (every kind of workflow, `invoke_` calls, ~10% bad input),
+//! posted messages raising events and notify reads run against the program and the local zone, each
+//! its own process, while both are restarted five times (SIGKILL and SIGTERM) and another connection
+//! holds the program's SQLite file locked for 3 s. Then, by content: every submitted jobid has a
+//! final result of its own request and no `job_info` reached the program with two requests; every
+//! posted message is in exactly one notification; no job is left unfinished or claimed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,9 +17,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{CORP, PROGRAM, install_test_key};
 
-/// How long the mixed load runs (`ZONE_CHAOS_SECS` to change).
+/// How long the mixed load runs: 20 s by default (the five restarts and the lock fit in it),
+/// `ZONE_CHAOS_SECS` to change (the README's figures are of a 60 s run).
 fn load_secs() -> u64 {
-    std::env::var("ZONE_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+    std::env::var("ZONE_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
 }
 
 fn free_port() -> u16 {
@@ -89,7 +91,10 @@ struct Record {
     delivered: BTreeMap<String, u32>,
     /// Notifications read (or found already taken, which must never happen).
     read: BTreeSet<String>,
-    taken_twice: u32,
+    /// Notifications found already taken (their data went to a read whose reply was lost).
+    taken_twice: Vec<String>,
+    /// Reads repeated as a retry after finding the data taken (an earlier reply was lost).
+    retried: u32,
     refused_calls: u32,
     /// Notifications whose data could not be read, with the code.
     unreadable: BTreeMap<String, i64>,
@@ -99,6 +104,9 @@ struct Client {
     http: reqwest::Client,
     zone: String,
     token: Mutex<Option<String>>,
+    /// One reader of notifications at a time (as one app would be): two workers reading the same
+    /// notification would see one of them find it taken.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Client {
@@ -139,18 +147,29 @@ impl Client {
         self.http.get(format!("{}/local/{path}", self.zone)).send().await.ok()?.json().await.ok()
     }
 
-    /// Reads every scene-1 notification not read yet, counting the msgids each carries.
+    /// Reads every scene-1 notification not read yet, counting the msgids each carries. A read
+    /// whose reply was lost (the zone or the program died after the program answered) finds the
+    /// data taken the next time, and repeats the read as a retry.
     async fn read_notifications(&self, record: &Mutex<Record>) {
+        let _one_reader = self.reading.lock().await;
         let Some(outbox) = self.get("notifications").await else { return };
         for n in outbox["notifications"].as_array().cloned().unwrap_or_default() {
             let id = n["notify_id"].as_str().unwrap_or_default().to_owned();
             if n["notify_scene"] != 1 || record.lock().unwrap().read.contains(&id) {
                 continue;
             }
-            let body = json!({"program_id": PROGRAM, "ability_id": "get_callback_data", "request_data": "{}", "notify_id": id});
-            let Some(reply) = self.app("sync_call_program", &body).await else { return };
-            let Some(text) = reply["response_data"].as_str() else { continue };
-            let data: Value = serde_json::from_str(text).unwrap();
+            let mut data = Value::Null;
+            for request in ["{}", r#"{"retry":true}"#] {
+                let body = json!({"program_id": PROGRAM, "ability_id": "get_callback_data", "request_data": request, "notify_id": id});
+                let Some(reply) = self.app("sync_call_program", &body).await else { return };
+                let Some(text) = reply["response_data"].as_str() else { break };
+                data = serde_json::from_str(text).unwrap();
+                if data["errcode"] == 900_006 && request == "{}" {
+                    record.lock().unwrap().retried += 1;
+                    continue;
+                }
+                break;
+            }
             let mut r = record.lock().unwrap();
             match data["errcode"].as_i64() {
                 Some(0) => {
@@ -161,8 +180,8 @@ impl Client {
                     }
                 }
                 Some(900_006) => {
-                    r.read.insert(id);
-                    r.taken_twice += 1;
+                    r.read.insert(id.clone());
+                    r.taken_twice.push(id);
                 }
                 Some(code) => {
                     r.unreadable.insert(id, code);
@@ -174,14 +193,20 @@ impl Client {
 }
 
 /// One async call of the mix: `(ability, request_data, bad input?)`.
-fn pick_call(rng: &mut impl rand::Rng, chats: &[Value], kb: &Value) -> (String, Value, bool) {
+fn pick_call(
+    rng: &mut impl rand::Rng,
+    chats: &[Value],
+    kb: &Value,
+    customer: &Value,
+    tags: &Value,
+) -> (String, Value, bool) {
     let chat = chats[rng.gen_range(0..chats.len())]["chatid"].clone();
     match rng.gen_range(0..10) {
         0 => ("chat_digest".into(), json!({"chatid": chat, "bogus": 1}), true),
         1 | 2 => ("chat_digest".into(), json!({"chatid": chat}), false),
         3 => ("reply_suggestions".into(), json!({"kb_id": kb, "chatid": chat}), false),
         4 => ("keyword_report".into(), json!({}), false),
-        5 => ("customer_profile".into(), json!({"chatid": chat}), false),
+        5 => ("customer_profile".into(), json!({"external_userid": customer, "tag_group_ids": [tags]}), false),
         6 | 7 => ("invoke_sync_msg".into(), json!({"limit": rng.gen_range(1..20)}), false),
         _ => ("list_abilities".into(), json!({}), false),
     }
@@ -241,7 +266,8 @@ fn write_config(dir: &Path, program_port: u16, zone_port: u16) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds one message in ~60 not delivered after a zone restart (open, see README); run with --ignored"]
+#[ignore = "runs alone (scripts/test.sh runs it after the suite): its load beside the parallel suite slows \
+            the 1 s promptness checks of hostile.rs and faults.rs past their limits"]
 async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_locked_store() {
     if crate::child::skip_on_native_pass() {
         return;
@@ -269,11 +295,14 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
         http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap(),
         zone: format!("http://127.0.0.1:{zone_port}"),
         token: Mutex::new(None),
+        reading: tokio::sync::Mutex::new(()),
     });
     let world = client.get("world").await.unwrap();
     let chats = world["chats"].as_array().unwrap().clone();
     let kb = world["kb_ids"][0].clone();
     let customer = world["customers"][2].clone();
+    let tags = world["tag_groups"][0]["group_id"].clone();
+    assert!(tags.is_string(), "the world has a tag group: {world}");
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let started = Instant::now();
@@ -282,12 +311,14 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
     for worker in 0..3u64 {
         let (client, record, stop, chats, kb, customer) =
             (client.clone(), record.clone(), stop.clone(), chats.clone(), kb.clone(), customer.clone());
+        let tags = tags.clone();
         load.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(worker);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 match rng.gen_range(0..10) {
                     0..=4 => {
-                        let (ability, data, bad) = pick_call(&mut rng, &chats, &kb);
+                        let (ability, data, bad) =
+                            pick_call(&mut rng, &chats, &kb, &customer["external_userid"], &tags);
                         let body =
                             json!({"program_id": PROGRAM, "ability_id": ability, "request_data": data.to_string()});
                         match client.app("async_program_task", &body).await {
@@ -364,10 +395,10 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         client.read_notifications(&record).await;
-        let (missing, unreadable) = {
+        let (missing, unreadable, taken) = {
             let r = record.lock().unwrap();
             let missing: Vec<String> = r.posted.iter().filter(|m| !r.delivered.contains_key(*m)).cloned().collect();
-            (missing, r.unreadable.clone())
+            (missing, r.unreadable.clone(), r.taken_twice.clone())
         };
         if missing.is_empty() {
             break;
@@ -382,8 +413,8 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
             let log = std::fs::read_to_string(dir.path().join("program.log")).unwrap_or_default();
             let errors: Vec<&str> = log.lines().filter(|l| l.contains("\"ERROR\"") || l.contains("\"WARN\"")).collect();
             panic!(
-                "{} posted messages never delivered: {missing:?}; unreadable notifications: {:?}; the program's \
-                 warnings and errors:\n{}",
+                "{} posted messages never delivered: {missing:?}; unreadable notifications: {:?}; notifications \
+                 found already taken: {taken:?}; the program's warnings and errors:\n{}",
                 missing.len(),
                 unreadable,
                 errors[errors.len().saturating_sub(30)..].join("\n")
@@ -393,6 +424,9 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
     }
     let jobs = record.lock().unwrap().jobs.clone();
     let (mut by_program, mut undelivered) = (0, 0);
+    // ability → [submitted, ended with output, ended with an error code, undeliverable].
+    let mut by_kind: BTreeMap<String, [u32; 4]> = BTreeMap::new();
+    let mut codes: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (jobid, (ability, data, bad)) in &jobs {
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
@@ -405,12 +439,23 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert!(belongs(ability, data, *bad, &done), "{jobid}: {ability} {data} got {done}");
-        if done["errcode"] == 710_674 { undelivered += 1 } else { by_program += 1 }
+        let kind = by_kind.entry(if *bad { format!("{ability} (bad input)") } else { ability.clone() }).or_default();
+        kind[0] += 1;
+        if done["errcode"] == 710_674 {
+            undelivered += 1;
+            kind[3] += 1;
+        } else {
+            by_program += 1;
+            kind[if done["response_errcode"] == 0 { 1 } else { 2 }] += 1;
+            if let Some(code) = done["response_errcode"].as_i64().filter(|c| *c != 0) {
+                codes.entry(ability.clone()).or_default().insert(code);
+            }
+        }
     }
     let r = record.lock().unwrap();
     let twice: Vec<(&String, &u32)> = r.delivered.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "messages delivered more than once: {twice:?}");
-    assert_eq!(r.taken_twice, 0, "no notification was found already taken");
+    assert!(r.taken_twice.is_empty(), "notifications found already taken: {:?}", r.taken_twice);
     // The program's store: nothing unfinished, nothing claimed.
     let conn = rusqlite::Connection::open(dir.path().join("program.sqlite")).unwrap();
     let (unfinished, claimed, failed): (i64, i64, i64) = conn
@@ -421,15 +466,28 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
         )
         .unwrap();
     assert_eq!((unfinished, claimed), (0, 0), "no job left unfinished or claimed");
+    // Every job_info the zone minted reached the program with one request only: a repeated one
+    // (a zone restarted from a state older than the ids it handed out) could cross-answer.
+    let log = std::fs::read_to_string(dir.path().join("program.log")).unwrap();
+    let reused = log.lines().filter(|l| l.contains("reuses the job_info of a different earlier request")).count();
+    assert_eq!(reused, 0, "job_info repeated by the zone");
     let bad = jobs.values().filter(|(_, _, b)| *b).count();
+    let kinds: Vec<String> = by_kind
+        .iter()
+        .map(|(k, [n, ok, err, lost])| format!("{k} {n} ({ok} output, {err} error code, {lost} undeliverable)"))
+        .collect();
+    let delivered_once = r.posted.iter().filter(|m| r.delivered.get(*m) == Some(&1)).count();
     eprintln!(
-        "chaos: {secs} s of load, restarts {restarts:?}, a 3 s SQLite lock; {} async jobs ({bad} bad input) all ended \
-         with their own result ({by_program} reported by the program, {undelivered} undeliverable while it was down), \
-         {} calls refused by a zone that was down; {} messages each delivered in exactly one of {} notifications; \
+        "chaos: {secs} s of load, restarts {restarts:?}, one 3 s SQLite lock (BEGIN EXCLUSIVE); {} async jobs ({bad} bad \
+         input) all ended with their own result ({by_program} reported by the program, {undelivered} undeliverable while \
+         it was down); by kind: {}; error codes by ability: {codes:?}; {} calls refused by a zone that was down; {} messages posted, {delivered_once} \
+         delivered, each in exactly one of {} notifications read ({} reads repeated as a retry after a lost reply); \
          job rows: 0 unfinished, 0 claimed, {failed} failed",
         jobs.len(),
+        kinds.join(", "),
         r.refused_calls,
         r.posted.len(),
         r.read.len(),
+        r.retried,
     );
 }

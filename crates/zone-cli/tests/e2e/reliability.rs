@@ -400,3 +400,63 @@ async fn serve_local_names_a_zone_and_a_store_that_do_not_belong_together_and_fr
     });
     outcome.await.unwrap();
 }
+
+/// The data of a notification is taken when the program answers `get_callback_data`, and that
+/// answer can be lost on its way to the app (the chaos test lost messages so when the program or
+/// the zone died in between). The app repeats the read with `{"retry":true}` and gets the same
+/// data; a plain second read is still refused as taken (900006).
+#[tokio::test]
+async fn a_get_callback_data_whose_reply_was_lost_is_read_again_with_retry() {
+    let env = TestEnv::spawn().await;
+    let w = env.world().await;
+    let c = &w["customers"][0];
+    let added = env
+        .control("messages", json!({"sender": c["external_userid"], "receivers": [c["follower"]], "content": "在吗"}))
+        .await;
+    let msgid = added["msgid"].as_str().unwrap().to_owned();
+    let notified = env.next_notify().await;
+    let armed = env.control("faults", json!({"api": "sync_call_program", "lose_reply": true})).await;
+    assert_eq!(armed["errcode"], 0, "{armed}");
+    let body = json!({"program_id": crate::helpers::PROGRAM, "ability_id": "get_callback_data", "request_data": "{}",
+                      "notify_id": notified.notify_id});
+    let lost = reqwest::Client::new()
+        .post(format!("{}/cgi-bin/chatdata/sync_call_program", env.zone_url()))
+        .query(&[("access_token", env.access_token().await)])
+        .json(&body)
+        .send()
+        .await;
+    let lost = match lost {
+        Ok(res) => res.bytes().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(lost.is_err(), "the reply never arrived");
+    let nid = Some(notified.notify_id.as_str());
+    let again = response_data(&env.app_call("get_callback_data", "{}", nid).await);
+    assert_eq!(again["errcode"], 900_006, "the program answered, so the data is taken: {again}");
+    let retried = response_data(&env.app_call("get_callback_data", r#"{"retry":true}"#, nid).await);
+    assert_eq!(retried["errcode"], 0, "{retried}");
+    let ids: Vec<&str> = retried["msg_list"].as_array().unwrap().iter().filter_map(|m| m["msgid"].as_str()).collect();
+    assert!(ids.contains(&msgid.as_str()), "the lost read's data, once more: {ids:?}");
+}
+
+/// A zone hands an id out before the state that counted it is on disk (an async call reaches the
+/// program while the app's reply waits for the write). Killed in between, it restarted from the
+/// older state and minted the same jobid and `job_info` again (the chaos test saw a new
+/// `chat_digest` call get an older `invoke_sync_msg` call's report). A restored zone mints past
+/// whatever it may have handed out.
+#[tokio::test]
+async fn a_zone_restored_from_a_state_older_than_the_ids_it_handed_out_never_repeats_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = zone_testkit::zone::test_config(dir.path());
+    crate::helpers::install_test_key(&config.local_zone.data_dir);
+    let bind = || async {
+        let codec = zone_program::sdk::local::codec_from_config(&config.program.sdk).unwrap();
+        zone_local::LocalZone::bind(&config.local_zone, codec).await.unwrap()
+    };
+    let first = bind().await;
+    let handed_out: Vec<String> = (0..3).map(|_| first.shared().data().mint("JOB")).collect();
+    drop(first); // killed before the state that counted them was written
+    let second = bind().await;
+    let minted: Vec<String> = (0..3).map(|_| second.shared().data().mint("JOB")).collect();
+    assert!(minted.iter().all(|id| !handed_out.contains(id)), "{handed_out:?} minted again: {minted:?}");
+}

@@ -181,7 +181,7 @@ $("fault-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const kind = $("fault-kind").value;
   const body = { api: $("fault-api").value, count: Number($("fault-count").value) };
-  body[kind] = kind === "drop" ? true : Number($("fault-value").value);
+  body[kind] = kind === "drop" || kind === "lose_reply" ? true : Number($("fault-value").value);
   const r = await api("POST", "/local/faults", body);
   if (r.errcode) show("faults", r);
   pollState();

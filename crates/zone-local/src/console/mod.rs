@@ -50,7 +50,7 @@ pub const CONTROLS: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/local/faults",
-        "arm a fault: {api, count?, errcode | invoke_ret | delay_ms | oversized_bytes | http_status | drop}",
+        "arm a fault: {api, count?, errcode | invoke_ret | delay_ms | oversized_bytes | http_status | drop | lose_reply}",
     ),
     ("DELETE", "/local/faults", "clear every fault"),
     ("POST", "/local/clock/advance", "move the zone clock: {secs}"),

@@ -2,6 +2,11 @@
 //! it (program-callbacks.md §6.2). The input is `{}`; the `notify_id` comes with the call
 //! (`sync_call_program`'s `notify_id`). Unknown, expired and already-taken data have distinct
 //! codes; a bad input takes nothing.
+//!
+//! The data is taken when the program answers, not when the app receives the answer: an app whose
+//! call failed (the reply was lost on its way) repeats it with `{"retry": true}` and gets the same
+//! data again, for [`crate::store::RETRY_GRACE_MS`] after the first read. A plain repeated read
+//! is still refused as taken (900006).
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -14,10 +19,15 @@ use crate::store::{NotifyId, TakeError};
 /// The ability.
 pub struct GetCallbackData;
 
-/// Its input: an empty object.
+/// Its input: an empty object, or `{"retry": true}` to repeat a read whose reply was lost.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Input {}
+pub struct Input {
+    /// This read repeats one whose reply never arrived: data taken less than
+    /// [`crate::store::RETRY_GRACE_MS`] ago is returned again.
+    #[serde(default)]
+    pub retry: bool,
+}
 
 impl Validate for Input {
     fn validate(&self) -> Result<(), AppError> {
@@ -35,15 +45,16 @@ impl Handler for GetCallbackData {
     fn info(&self) -> AbilityInfo {
         AbilityInfo {
             id: ID.into(),
-            description: "Returns, once, the event data stored under the call's notify_id (from program_notify)."
+            description: "Returns, once, the event data stored under the call's notify_id (from program_notify); \
+                          {\"retry\":true} repeats a read whose reply was lost (within 60 s)."
                 .into(),
             long_running: false,
-            input_example: json!({}),
+            input_example: json!({"retry": false}),
             output_example: crate::events::notify_data_example(),
         }
     }
 
-    async fn run(&self, cx: &AbilityCx, _input: Input) -> Result<Output, AppError> {
+    async fn run(&self, cx: &AbilityCx, input: Input) -> Result<Output, AppError> {
         if cx.notify_id().is_empty() {
             return Err(AppError::Input {
                 code: ErrorCode::MissingNotifyId,
@@ -52,7 +63,12 @@ impl Handler for GetCallbackData {
         }
         let id = NotifyId::parse(cx.notify_id())
             .map_err(|e| AppError::Input { code: ErrorCode::MissingNotifyId, reason: e.to_string() })?;
-        match cx.notify().take(&cx.call().corp_id, &id).await? {
+        let taken = if input.retry {
+            cx.notify().retake(&cx.call().corp_id, &id).await?
+        } else {
+            cx.notify().take(&cx.call().corp_id, &id).await?
+        };
+        match taken {
             Ok(data) => RawJson::parse(data).map(Output::Raw).ok_or(AppError::Code(ErrorCode::Internal)),
             Err(TakeError::NotFound) => Err(ErrorCode::NotifyDataNotFound.into()),
             Err(TakeError::Expired) => Err(ErrorCode::NotifyDataExpired.into()),

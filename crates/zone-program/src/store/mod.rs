@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use jobs::{Claim, Enqueued, JobCounts, JobKind, JobRow, NewJob, Phase};
 pub use msg_index::{Coverage, RETENTION_SECS};
-pub use notify::{NotifyEntry, NotifyStats, TakeError};
+pub use notify::{NotifyEntry, NotifyStats, RETRY_GRACE_MS, TakeError};
 pub use notify_id::{MAX_NOTIFY_ID_BYTES, MAX_OWN_NOTIFY_ID_BYTES, NotifyId, NotifyIdError};
 
 use crate::clock::{Clock, SystemClock};
@@ -168,7 +168,7 @@ impl std::fmt::Debug for Store {
 /// What the purge removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Purged {
-    /// Notify entries whose data expired (now tombstones).
+    /// Notify entries whose data expired or whose retry grace after a take ended (now tombstones).
     pub expired: usize,
     /// Rows deleted (tombstones past their time, old finished jobs).
     pub deleted: usize,
@@ -287,15 +287,16 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Turns expired notify data into tombstones and deletes rows past their time: tombstones,
+    /// Turns expired notify data, and taken data past its retry grace, into tombstones and deletes rows past their time: tombstones,
     /// finished jobs older than a day, and the oldest history beyond the row cap.
     pub async fn purge(&self) -> Result<Purged, StoreError> {
         let now = self.clock.now_ms();
         self.call(move |conn| {
             let tx = write_tx(conn)?;
             let expired = tx.execute(
-                "UPDATE notify SET data = NULL, bytes = 0 WHERE data IS NOT NULL AND expires_ms <= ?1",
-                params![now],
+                "UPDATE notify SET data = NULL, bytes = 0 WHERE data IS NOT NULL
+                 AND (expires_ms <= ?1 OR taken_ms <= ?1 - ?2)",
+                params![now, notify::RETRY_GRACE_MS],
             )?;
             let mut deleted = tx.execute("DELETE FROM notify WHERE forget_ms <= ?1", params![now])?;
             deleted += tx.execute(

@@ -1,11 +1,21 @@
 //! Notify data: stored by an event under a fresh notify_id, taken once by `get_callback_data`.
 //! Live entries are capped by count and bytes; taken and expired entries leave a data-free
 //! tombstone so a late reader gets a precise answer.
+//!
+//! A take is committed before its reply reaches the app, and that reply can be lost on its way (the
+//! program or WeCom dies in between, the app's connection breaks): a plain second read is still
+//! refused as taken, but a read marked as a retry ([`Store::retake_notify`]) gets the same data
+//! again for [`RETRY_GRACE_MS`] after the first take. Only then is the data cleared.
 
 use rusqlite::{OptionalExtension as _, params};
 
 use super::NotifyId;
 use super::{MAX_HISTORY_ROWS, Store, StoreError, set_cursor};
+
+/// How long a taken entry keeps its data for a retried read (never past the entry's expiry): long
+/// enough for an app to notice a failed call and repeat it, short enough that taken data does not
+/// linger. Taken data does not count against the caps.
+pub const RETRY_GRACE_MS: i64 = 60_000;
 
 /// Something to store for the app.
 #[derive(Clone)]
@@ -99,11 +109,32 @@ impl Store {
         .await
     }
 
-    /// Returns the data stored under `notify_id` for `corp_id` and leaves a tombstone in its place.
+    /// Returns the data stored under `notify_id` for `corp_id` and leaves a tombstone in its place
+    /// (the data itself is kept for a retry, [`RETRY_GRACE_MS`]).
     pub async fn take_notify(
         &self,
         corp_id: &str,
         notify_id: &NotifyId,
+    ) -> Result<Result<String, TakeError>, StoreError> {
+        self.take_notify_as(corp_id, notify_id, false).await
+    }
+
+    /// [`Store::take_notify`] for a read that repeats one whose reply was lost: an entry taken less
+    /// than [`RETRY_GRACE_MS`] ago (and not expired) returns its data again; an entry not taken yet
+    /// is taken.
+    pub async fn retake_notify(
+        &self,
+        corp_id: &str,
+        notify_id: &NotifyId,
+    ) -> Result<Result<String, TakeError>, StoreError> {
+        self.take_notify_as(corp_id, notify_id, true).await
+    }
+
+    async fn take_notify_as(
+        &self,
+        corp_id: &str,
+        notify_id: &NotifyId,
+        retry: bool,
     ) -> Result<Result<String, TakeError>, StoreError> {
         let now = self.clock.now_ms();
         let (corp_id, notify_id) = (corp_id.to_owned(), notify_id.as_str().to_owned());
@@ -116,20 +147,33 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
+            let clear = |tx: &rusqlite::Transaction<'_>| {
+                tx.execute("UPDATE notify SET data = NULL, bytes = 0 WHERE notify_id = ?1", params![notify_id])
+            };
             let outcome = match row {
                 None => Err(TakeError::NotFound),
                 Some((owner, ..)) if owner != corp_id => Err(TakeError::NotFound),
-                Some((_, _, _, Some(_taken))) => Err(TakeError::Taken),
+                Some((_, data, expires, Some(taken))) => {
+                    let in_grace = now < taken.saturating_add(RETRY_GRACE_MS) && now < expires;
+                    match data {
+                        Some(data) if retry && in_grace => Ok(data),
+                        Some(_) if !in_grace => {
+                            clear(&tx)?;
+                            Err(TakeError::Taken)
+                        }
+                        _ => Err(TakeError::Taken),
+                    }
+                }
                 Some((_, _, expires, None)) if expires <= now => {
-                    tx.execute("UPDATE notify SET data = NULL, bytes = 0 WHERE notify_id = ?1", params![notify_id])?;
+                    clear(&tx)?;
                     Err(TakeError::Expired)
                 }
                 Some((_, None, _, None)) => Err(TakeError::Expired),
                 Some((_, Some(data), _, None)) => {
-                    // The tombstone of a taken entry is kept until the original expiry.
+                    // The tombstone of a taken entry is kept until the original expiry; its data
+                    // until the retry grace ends (the purge clears it).
                     tx.execute(
-                        "UPDATE notify SET data = NULL, bytes = 0, taken_ms = ?2, forget_ms = expires_ms
-                         WHERE notify_id = ?1",
+                        "UPDATE notify SET taken_ms = ?2, forget_ms = expires_ms WHERE notify_id = ?1",
                         params![notify_id, now],
                     )?;
                     Ok(data)
@@ -157,9 +201,9 @@ impl Store {
 fn stats(conn: &rusqlite::Connection, now: i64) -> rusqlite::Result<NotifyStats> {
     conn.query_row(
         "SELECT
-            COALESCE(SUM(data IS NOT NULL AND expires_ms > ?1), 0),
-            COALESCE(SUM(CASE WHEN data IS NOT NULL AND expires_ms > ?1 THEN bytes ELSE 0 END), 0),
-            COALESCE(SUM(data IS NULL), 0)
+            COALESCE(SUM(data IS NOT NULL AND taken_ms IS NULL AND expires_ms > ?1), 0),
+            COALESCE(SUM(CASE WHEN data IS NOT NULL AND taken_ms IS NULL AND expires_ms > ?1 THEN bytes ELSE 0 END), 0),
+            COALESCE(SUM(data IS NULL OR taken_ms IS NOT NULL), 0)
          FROM notify",
         params![now],
         |r| Ok(NotifyStats { live: r.get(0)?, live_bytes: r.get(1)?, tombstones: r.get(2)? }),

@@ -93,6 +93,41 @@ async fn a_taken_tombstone_lasts_until_the_original_expiry() {
 }
 
 #[tokio::test]
+async fn a_read_whose_reply_was_lost_is_retried_within_the_grace_and_the_data_is_then_cleared() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", r#"{"a":1}"#)).await.unwrap();
+    f.store.put_notify(entry("n2", r#"{"b":2}"#)).await.unwrap();
+    // A retry of a read that never reached the store takes the entry.
+    assert_eq!(f.store.retake_notify("corp", &id("n2")).await.unwrap(), Ok(r#"{"b":2}"#.to_owned()));
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Ok(r#"{"a":1}"#.to_owned()));
+    // Its reply was lost: a plain read is still refused, a retry gets the same data, another corp nothing.
+    assert_eq!(f.store.take_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Taken));
+    assert_eq!(f.store.retake_notify("other", &id("n1")).await.unwrap(), Err(TakeError::NotFound));
+    f.clock.advance(RETRY_GRACE_MS - 1);
+    assert_eq!(f.store.retake_notify("corp", &id("n1")).await.unwrap(), Ok(r#"{"a":1}"#.to_owned()));
+    // Taken data counts against no cap.
+    assert_eq!(f.store.notify_stats().await.unwrap(), NotifyStats { live: 0, live_bytes: 0, tombstones: 2 });
+    f.clock.advance(1);
+    assert_eq!(f.store.retake_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Taken));
+    // n1's data went with that refusal, n2's goes with the purge: none is left in the file.
+    assert_eq!(f.store.purge().await.unwrap(), Purged { expired: 1, deleted: 0 });
+    assert_eq!(f.store.retake_notify("corp", &id("n2")).await.unwrap(), Err(TakeError::Taken));
+    let conn = rusqlite::Connection::open(&f.path).unwrap();
+    let left: i64 = conn.query_row("SELECT COUNT(*) FROM notify WHERE data IS NOT NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_retry_grace_ends_with_the_entry() {
+    let f = fixture();
+    f.store.put_notify(entry("n1", "{}")).await.unwrap();
+    f.clock.advance(TTL - 10);
+    f.store.take_notify("corp", &id("n1")).await.unwrap().unwrap();
+    f.clock.advance(10);
+    assert_eq!(f.store.retake_notify("corp", &id("n1")).await.unwrap(), Err(TakeError::Taken));
+}
+
+#[tokio::test]
 async fn the_entry_and_byte_caps_refuse_with_full_and_store_nothing() {
     let f = fixture();
     for i in 0..3 {
