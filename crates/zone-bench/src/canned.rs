@@ -55,7 +55,7 @@ pub async fn start(env: &BenchEnv, delay: Duration, reply_bytes: usize) -> anyho
         axum::serve(listener, router).await?;
         Ok::<_, anyhow::Error>(())
     });
-    Ok(RunningZone { url, guard: Box::new(AbortOnDrop(task)) })
+    Ok(RunningZone { url, reports: None, guard: Box::new(AbortOnDrop(task)) })
 }
 
 /// Stops a server task when dropped.

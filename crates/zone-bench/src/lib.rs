@@ -117,6 +117,10 @@ pub struct BenchArgs {
     /// measured first on the same processes).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// The async-job scenario submits this many jobs as fast as `--clients` can (a burst, no
+    /// warm-up) instead of submitting for `--duration-ms`.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u64>,
 }
 
 /// What answers the program's SDK calls in a run.
@@ -161,6 +165,8 @@ pub enum Table {
     Rate,
     /// The program's memory after a burst of requests, once the replay cache has emptied.
     Memory,
+    /// The async-job scenario alone (`--jobs N` for a burst of N).
+    Jobs,
 }
 
 /// Starts a local zone for one measurement. The CLI implements it; the program never does.
@@ -175,6 +181,9 @@ pub trait ZoneLauncher: Send + Sync {
 pub struct RunningZone {
     /// Its base URL (the program's `sdk.local.zone_url`).
     pub url: String,
+    /// How many async job results it has received so far, when it can tell (the async-job
+    /// scenario times the last report with it).
+    pub reports: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
     /// Whatever keeps it running.
     pub guard: Box<dyn Send + Sync>,
 }
@@ -192,8 +201,10 @@ impl ZoneLauncher for LocalZoneLauncher {
         )
         .await?;
         let url = zone.url();
+        let shared = zone.shared();
+        let reports: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(move || shared.timeline.reports());
         let task = tokio::spawn(zone.run_until_stopped(program_url, std::future::pending()));
-        Ok(RunningZone { url, guard: Box::new(canned::AbortOnDrop(task)) })
+        Ok(RunningZone { url, reports: Some(reports), guard: Box::new(canned::AbortOnDrop(task)) })
     }
 }
 
@@ -266,6 +277,8 @@ pub struct Plan {
     pub jvm_warmup: Duration,
     /// The `rate` table's points, as fractions of the measured maximum.
     pub rate_fractions: Vec<f64>,
+    /// A burst of this many async jobs instead of a timed submission (`--jobs`).
+    pub jobs: Option<u64>,
     /// A smoke run (`--quick`): too short for its ratios to mean anything against the targets.
     pub quick: bool,
 }
@@ -280,6 +293,7 @@ impl Plan {
                 warmup: Duration::from_millis(args.warmup_ms),
                 duration: Duration::from_millis(args.duration_ms),
                 verify_every: args.verify_every,
+                max_requests: None,
             },
             sizes: args.sizes.clone(),
             sweep_clients: args.sweep_clients.clone(),
@@ -292,6 +306,7 @@ impl Plan {
             netty: args.netty,
             jvm_warmup: Duration::from_millis(args.jvm_warmup_ms),
             rate_fractions: args.rate_fractions.clone(),
+            jobs: args.jobs,
             quick: false,
         };
         if args.quick {
@@ -400,6 +415,9 @@ pub async fn measure(plan: &Plan, env: &BenchEnv, mut progress: impl FnMut(&Row)
                 points.push(("main", scenario, plan.clients, None));
             }
         }
+    }
+    if plan.tables.contains(&Table::Jobs) && env.zone.is_some() && plan.sdk == SdkMode::Zone {
+        points.push(("jobs", Scenario::AsyncJob, plan.clients, None));
     }
     if plan.tables.contains(&Table::Sizes) {
         for &size in &plan.sizes {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -31,6 +32,8 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// Open every n-th reply in full (1 = all).
     pub verify_every: u64,
+    /// Send at most this many requests in all (closed loop), then stop: the window ends there.
+    pub max_requests: Option<u64>,
 }
 
 /// What one run measured.
@@ -96,8 +99,17 @@ pub async fn drive(
     let window = Window { from: start + spec.warmup, until: start + spec.warmup + spec.duration };
     let host = HeaderValue::try_from(addr.to_string()).expect("an address is a header value");
     let mut tasks = Vec::with_capacity(spec.clients);
+    let sent = Arc::new(AtomicU64::new(0));
     for (i, sender) in senders.into_iter().enumerate() {
-        let client = Client { addr, host: host.clone(), source: source.clone(), expect: expect.clone(), spec, window };
+        let client = Client {
+            addr,
+            host: host.clone(),
+            source: source.clone(),
+            expect: expect.clone(),
+            spec,
+            window,
+            sent: sent.clone(),
+        };
         tasks.push(tokio::spawn(client.run(sender, i as u64)));
     }
     let mut total = LoadResult { window: spec.duration, ..LoadResult::default() };
@@ -113,6 +125,9 @@ pub async fn drive(
         total.replies += part.replies;
     }
     total.latencies_us.sort_unstable();
+    if spec.max_requests.is_some() {
+        total.window = window.until.min(Instant::now()).saturating_duration_since(window.from);
+    }
     Ok(total)
 }
 
@@ -129,6 +144,8 @@ struct Client {
     expect: Arc<Expect>,
     spec: LoadSpec,
     window: Window,
+    /// Requests sent by every client of the run (for `spec.max_requests`).
+    sent: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -139,6 +156,9 @@ impl Client {
         loop {
             let prep_start = Instant::now();
             if prep_start >= self.window.until {
+                break;
+            }
+            if self.spec.max_requests.is_some_and(|max| self.sent.fetch_add(1, Ordering::Relaxed) >= max) {
                 break;
             }
             let req = self.source.next(&self.host);
@@ -309,7 +329,15 @@ pub async fn drive_open(
     let schedule = Schedule { start, interval_s: 1.0 / rate, next: next.clone() };
     let mut tasks = Vec::with_capacity(spec.clients);
     for (i, sender) in senders.into_iter().enumerate() {
-        let client = Client { addr, host: host.clone(), source: source.clone(), expect: expect.clone(), spec, window };
+        let client = Client {
+            addr,
+            host: host.clone(),
+            source: source.clone(),
+            expect: expect.clone(),
+            spec,
+            window,
+            sent: Arc::new(AtomicU64::new(0)),
+        };
         tasks.push(tokio::spawn(client.run_open(sender, i as u64, schedule.clone(), grace)));
     }
     let mut total = LoadResult { window: spec.duration, ..LoadResult::default() };
@@ -401,6 +429,7 @@ mod tests {
             warmup: Duration::from_millis(20),
             duration: Duration::from_millis(150),
             verify_every: 1,
+            max_requests: None,
         };
         let good = drive(addr, spec, source.clone(), Arc::new(Expect::Echo { len })).await.unwrap();
         assert!(good.ok > 0 && good.error_count() == 0, "{good:?}");

@@ -362,6 +362,34 @@ impl Report {
                 );
             }
         }
+        let jobs: Vec<(&Row, &JobStats)> =
+            self.rows.iter().filter(|r| r.table == "jobs").filter_map(|r| Some((r, r.jobs.as_ref()?))).collect();
+        if !jobs.is_empty() {
+            let _ = write!(
+                out,
+                "\n### Async jobs ({} clients submitting through the zone's app API; elapsed from the first submission to the last report)\n\n| program | submitted | in s | submitted/s | completed | completed/s | drained after s | refused (900301) | failed | pending at deadline | server CPU µs/job | RSS MiB idle → peak |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+                self.clients
+            );
+            for (row, j) in jobs {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.2} | {:.0} | {} | **{:.0}** | {:.2} | {} | {} | {} | {:.0} | {:.1} → {:.1} |",
+                    if row.against { "against" } else { "program" },
+                    j.submitted,
+                    row.load.window.as_secs_f64(),
+                    j.submitted as f64 / row.load.window.as_secs_f64().max(1e-9),
+                    j.completed,
+                    j.completed_per_sec(),
+                    j.drained_after.as_secs_f64(),
+                    j.refused,
+                    j.failed_code.map_or_else(|| j.failed.to_string(), |code| format!("{} (first: {code})", j.failed)),
+                    j.pending,
+                    row.server_cpu_us,
+                    mib(row.rss_idle_kib),
+                    mib(row.rss_peak_kib)
+                );
+            }
+        }
         for row in self.rows.iter().filter(|r| r.table == "main") {
             if let Some(j) = &row.jobs {
                 let _ = writeln!(

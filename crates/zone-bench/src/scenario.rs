@@ -188,6 +188,16 @@ pub async fn run_point(
     let (server, zone) = start_server(env, plan, calibration, scenario, against, &config).await?;
     if scenario == Scenario::AsyncJob {
         let zone = zone.context("the async-job scenario runs with a local zone")?;
+        // A burst (`--jobs N`): N submissions as fast as the clients go, no warm-up.
+        let spec = match plan.jobs {
+            Some(n) => LoadSpec {
+                warmup: Duration::ZERO,
+                duration: spec.duration.max(BURST_LIMIT),
+                max_requests: Some(n),
+                ..spec
+            },
+            None => spec,
+        };
         let row = run_async_point(&config, &server, &zone, spec).await?;
         return Ok(Row { against: against.is_some(), ..row });
     }
@@ -281,8 +291,13 @@ pub async fn run_memory_point(
     let expect = Arc::new(Expect::Sealed { codec: client, receive_id: corp, errcode: 900_003 });
     let burst = load::drive(server.addr, spec, source.clone(), expect.clone()).await?;
     tokio::time::sleep(Duration::from_secs(2 * MEMORY_WINDOW_SECS + 1)).await;
-    let trickle =
-        LoadSpec { clients: 1, warmup: Duration::ZERO, duration: Duration::from_millis(300), verify_every: 1 };
+    let trickle = LoadSpec {
+        clients: 1,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(300),
+        verify_every: 1,
+        max_requests: None,
+    };
     let _ = load::drive(server.addr, trickle, source, expect).await?;
     let after = server.usage()?;
     Ok(Row {
@@ -439,8 +454,41 @@ async fn launch_zone(
     Ok(running)
 }
 
-/// Submits async jobs through the zone's app API for the window, then follows every job to its
-/// report (or to a deadline) with `async_program_result`.
+/// The longest a `--jobs N` burst may take to submit.
+const BURST_LIMIT: Duration = Duration::from_secs(120);
+
+/// Samples the zone's count of received reports every millisecond; returns the count and when it
+/// last changed (the time of the last report) once `stop` is set.
+fn watch_reports(
+    reports: Arc<dyn Fn() -> u64 + Send + Sync>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, Option<Instant>)> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let (mut seen, mut at) = (reports(), None);
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut shown = Duration::ZERO;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            let now = reports();
+            if now != seen {
+                (seen, at) = (now, Some(Instant::now()));
+            }
+            if started.elapsed() >= shown + Duration::from_millis(500) {
+                shown += Duration::from_millis(500);
+                eprintln!("  jobs reported at {:.1} s: {seen}", shown.as_secs_f64());
+            }
+        }
+        (seen, at)
+    })
+}
+
+/// Submits async jobs through the zone's app API for the window (or `spec.max_requests` of them),
+/// then follows every job to its report (or to a deadline) with `async_program_result`. With a
+/// zone that counts the reports it received, the elapsed time ends at the last report as the zone
+/// saw it (sampled every millisecond), and the jobs are followed only to learn their outcome;
+/// otherwise it ends at the last report the follower saw.
 async fn run_async_point(
     config: &DevConfig,
     server: &ServerProcess,
@@ -469,6 +517,8 @@ async fn run_async_point(
     let expect = Arc::new(Expect::AppJob { jobids: std::sync::Mutex::new(Vec::new()) });
     let zone_addr: std::net::SocketAddr = zone.url.trim_start_matches("http://").parse().context("the zone's URL")?;
     let idle = server.usage()?;
+    let stop_watch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = zone.reports.clone().map(|reports| watch_reports(reports, stop_watch.clone()));
     let started = Instant::now();
     let (server_before, self_before) = (server.usage()?, process::self_usage()?);
     let result = load::drive(zone_addr, spec, source.clone(), expect.clone()).await?;
@@ -477,9 +527,27 @@ async fn run_async_point(
         _ => unreachable!("built above"),
     };
     let submitted_until = Instant::now();
-    let deadline = submitted_until + Duration::from_secs(10).max(spec.duration * 3);
+    let submitting = submitted_until - started;
+    let deadline = submitted_until + Duration::from_secs(30).max(submitting * 3);
     let result_url = format!("{}/cgi-bin/chatdata/async_program_result?access_token={token}", zone.url);
-    let jobs = follow_jobs(&http, &result_url, jobids, started, submitted_until, deadline).await?;
+    let jobs = match (watcher, &zone.reports) {
+        (Some(watcher), Some(reports)) => {
+            // Every accepted or refused job is reported once: wait for as many reports.
+            let expected = jobids.len() as u64;
+            while reports() < expected && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (_, last_report) = watcher.await?;
+            let mut jobs = follow_jobs(&http, &result_url, jobids, started, submitted_until, Instant::now()).await?;
+            if let Some(last) = last_report {
+                jobs.elapsed = last.saturating_duration_since(started);
+                jobs.drained_after = last.saturating_duration_since(submitted_until);
+            }
+            jobs
+        }
+        _ => follow_jobs(&http, &result_url, jobids, started, submitted_until, deadline).await?,
+    };
     let (server_after, self_after) = (server.usage()?, process::self_usage()?);
     let per_job = jobs.submitted.max(1) as f64;
     Ok(Row {
@@ -536,7 +604,14 @@ async fn follow_jobs(
                 }
                 (Some(0), Some(0)) => jobs.completed += 1,
                 (Some(0), Some(JOB_QUEUE_FULL)) => jobs.refused += 1,
-                _ => jobs.failed += 1,
+                (code, response) => {
+                    jobs.failed += 1;
+                    // The first kind seen, for the report: the API's errcode, else the job's.
+                    if jobs.failed_code.is_none() {
+                        jobs.failed_code =
+                            Some(if code != Some(0) { code.unwrap_or(-1) } else { response.unwrap_or(-1) });
+                    }
+                }
             }
             last_report = Some(Instant::now());
             break;
@@ -560,6 +635,8 @@ pub struct JobStats {
     pub failed: u64,
     /// Not reported by the deadline.
     pub pending: u64,
+    /// The code of the first failure (the `async_program_result` errcode, else the job's).
+    pub failed_code: Option<i64>,
     /// From the first submission to the last report seen.
     pub elapsed: Duration,
     /// From the last submission to the last report seen: how long the burst took to drain.

@@ -96,7 +96,7 @@ pub async fn run(plan: &Plan, env: &BenchEnv, duration: Duration, rate: Option<f
     for i in 0..10 {
         // The first interval has a short warm-up so that connection set-up is not measured.
         let warmup = if i == 0 { plan.spec.warmup } else { Duration::ZERO };
-        let spec = LoadSpec { clients: plan.clients, warmup, duration: tenth, verify_every: 1 };
+        let spec = LoadSpec { clients: plan.clients, warmup, duration: tenth, verify_every: 1, max_requests: None };
         let before = server.usage()?;
         let load = load::drive_open(
             server.addr,

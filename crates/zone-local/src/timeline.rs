@@ -30,6 +30,8 @@ pub const TEXT_CAP: usize = 2048;
 #[derive(Default)]
 pub struct Timeline {
     inner: Mutex<Inner>,
+    /// Async job results reported so far (first reports only), kept or not in the ring buffer.
+    reports: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -276,10 +278,17 @@ impl Timeline {
 
     /// Records an async job's report.
     pub fn reported(&self, job_info: &str, errcode: i64) {
+        self.reports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inner = self.lock();
         if let Some(id) = inner.by_job_info.get(job_info).copied() {
             inner.push_step(id, Step::Report { at_ms: now_ms(), errcode });
         }
+    }
+
+    /// How many async job results were reported so far (`zone-program bench` times its jobs
+    /// with it).
+    pub fn reports(&self) -> u64 {
+        self.reports.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `(current sequence number, interactions changed after `since`, newest first, at most `limit`)`.

@@ -75,6 +75,7 @@ async fn drain(workers: usize, latency: Duration) -> Duration {
     let sdk = Arc::new(Delayed { latency });
     let settings = JobSettings {
         workers,
+        report_concurrency: 16,
         max_pending: 100_000,
         report_attempts: 3,
         backoff_ms: 100,

@@ -1,10 +1,14 @@
 //! Durable async jobs on a bounded set of workers. An async ability call or an event is recorded
-//! as a job row first (so a restart resumes it), acknowledged, then run by one of `jobs.workers`
-//! workers. Each run happens in its own task, so a panic fails the job and never the worker.
-//! Ability results are reported with `program_async_job_call_back` `{errcode, result}` (the typed
-//! client's [`Sdk::program_async_job_call_back`]) in the job's own context, retried with
-//! exponential backoff; a job never ends silently: it is `done`, or `failed` and counted. [`poll`]
-//! is the model-task polling helper.
+//! as a job row first (so a restart resumes it), acknowledged once the row is committed, then run
+//! in one of `jobs.workers` slots. Each run happens in its own task, so a panic fails the job and
+//! never the engine. Ability results are recorded, then reported with
+//! `program_async_job_call_back` `{errcode, result}` in the job's own context, at most
+//! `jobs.report_concurrency` at once (a report does not hold a worker slot), retried with
+//! exponential backoff; a job never ends silently: it is `done`, or `failed` and counted.
+//!
+//! One dispatcher claims as many due jobs as there are free slots in one statement; the store
+//! commits the claims, results and finishes that wait together in one transaction (group commit,
+//! `store` module docs). [`poll`] is the model-task polling helper.
 
 pub mod payload;
 pub mod poll;
@@ -15,11 +19,11 @@ mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::JobsConfig;
 use crate::error::{AppError, ErrorCode};
@@ -39,8 +43,13 @@ const REFUSAL_SENDERS: usize = 4;
 /// Refused calls that may wait for their report, per `jobs.max_pending` (a waiting refusal holds
 /// its context and the short error text, well under a job row)...
 const REFUSAL_ROOM_PER_PENDING: usize = 4;
-/// ...and at least this many, however small `jobs.max_pending` is (about 1 MiB at most).
+/// ...and at least this many, however small `jobs.max_pending` is (about 1 MiB at most)...
 const MIN_REFUSAL_ROOM: usize = 1024;
+/// ...and at most this many, however large it is (the queue is on disk; these wait in memory:
+/// some tens of MiB at most).
+const MAX_REFUSAL_ROOM: usize = 65_536;
+/// How long the dispatcher waits after the store failed to claim jobs.
+const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Tries to record a job's outcome while the store fails (a lock held by another connection
 /// beyond `store.busy_timeout_ms`)...
 const RECORD_ATTEMPTS: u32 = 6;
@@ -84,8 +93,10 @@ pub trait JobRunner: Send + Sync + 'static {
 /// Settings of the job system (`[jobs]`).
 #[derive(Debug, Clone, Copy)]
 pub struct JobSettings {
-    /// Concurrent workers.
+    /// Jobs run at once (slots).
     pub workers: usize,
+    /// Result reports sent at once.
+    pub report_concurrency: usize,
     /// Most unfinished jobs.
     pub max_pending: i64,
     /// Attempts to report a result.
@@ -103,6 +114,7 @@ impl JobSettings {
     pub fn from_config(config: &JobsConfig) -> Self {
         Self {
             workers: config.workers,
+            report_concurrency: config.report_concurrency,
             max_pending: config.max_pending as i64,
             report_attempts: config.report_attempts,
             backoff_ms: config.report_backoff_ms,
@@ -127,6 +139,10 @@ pub struct Jobs {
     refusal_room: Arc<Semaphore>,
     /// Refusal reports in flight: at most [`REFUSAL_SENDERS`].
     refusal_senders: Arc<Semaphore>,
+    /// Job result reports in flight: at most `report_concurrency`.
+    reporters: Arc<Semaphore>,
+    /// Results of finished runs being recorded and reported: at most `workers`.
+    recording: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -139,7 +155,7 @@ impl Jobs {
     /// A job system over `store`, reporting through `sdk`.
     pub fn new(store: Store, sdk: Arc<dyn ZoneSdk>, settings: JobSettings) -> Self {
         let pending = usize::try_from(settings.max_pending.max(1)).unwrap_or(1);
-        let room = pending.saturating_mul(REFUSAL_ROOM_PER_PENDING).clamp(MIN_REFUSAL_ROOM, Semaphore::MAX_PERMITS);
+        let room = pending.saturating_mul(REFUSAL_ROOM_PER_PENDING).clamp(MIN_REFUSAL_ROOM, MAX_REFUSAL_ROOM);
         Self {
             store,
             sdk,
@@ -148,6 +164,8 @@ impl Jobs {
             changed: Arc::new(Notify::new()),
             refusal_room: Arc::new(Semaphore::new(room)),
             refusal_senders: Arc::new(Semaphore::new(REFUSAL_SENDERS)),
+            reporters: Arc::new(Semaphore::new(settings.report_concurrency.max(1))),
+            recording: Arc::new(Semaphore::new(settings.workers.max(1))),
         }
     }
 
@@ -201,15 +219,12 @@ impl Jobs {
         self.store.job_counts().await
     }
 
-    /// Starts `settings.workers` workers; they stop when `stop` turns true (a running job is
-    /// abandoned and resumes at the next start).
+    /// Starts the dispatcher, which runs up to `settings.workers` jobs at once; it stops when
+    /// `stop` turns true, once the steps under way are done (an interrupted job resumes at the next
+    /// start).
     pub fn spawn_workers(&self, runner: Arc<dyn JobRunner>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        (0..self.settings.workers)
-            .map(|n| {
-                let (jobs, runner, stop) = (self.clone(), runner.clone(), stop.clone());
-                tokio::spawn(async move { jobs.worker(n, runner, stop).await })
-            })
-            .collect()
+        let jobs = self.clone();
+        vec![tokio::spawn(async move { jobs.dispatch(runner, stop).await })]
     }
 
     /// Runs every due job in the calling task until none is due; returns how many steps ran.
@@ -217,7 +232,7 @@ impl Jobs {
     pub async fn run_until_empty(&self, runner: &Arc<dyn JobRunner>) -> Result<usize, StoreError> {
         let mut steps = 0;
         while let Some(job) = self.store.claim_job(self.settings.lease_ms).await? {
-            self.process(runner, job).await;
+            self.process(runner, job, None).await;
             steps += 1;
         }
         Ok(steps)
@@ -245,41 +260,129 @@ impl Jobs {
         }
     }
 
-    async fn worker(&self, n: usize, runner: Arc<dyn JobRunner>, mut stop: watch::Receiver<bool>) {
-        tracing::debug!(worker = n, "job worker started");
+    /// Runs claimed jobs, each in its own task holding one of `workers` slots. A claimer keeps up
+    /// to `workers` jobs claimed ahead ([`Jobs::claim_ahead`]), so a freed slot starts the next job
+    /// without waiting for the store. At the stop, the jobs claimed but not started are released.
+    async fn dispatch(&self, runner: Arc<dyn JobRunner>, mut stop: watch::Receiver<bool>) {
+        let workers = self.settings.workers.max(1);
+        tracing::debug!(workers, "job dispatcher started");
+        let slots = Arc::new(Semaphore::new(workers));
+        let (ready_tx, mut ready) = mpsc::channel::<(Instant, JobRow)>(workers);
+        let claimer = {
+            let (jobs, stop) = (self.clone(), stop.clone());
+            tokio::spawn(async move { jobs.claim_ahead(ready_tx, stop).await })
+        };
+        let mut running = JoinSet::new();
+        loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("the slots are never closed"),
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            };
+            let (claimed_at, job) = tokio::select! {
+                job = ready.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            };
+            while running.try_join_next().is_some() {}
+            // A job that waited long for a slot renews its claim first (a lost one is not run).
+            if claimed_at.elapsed() > self.renew_period() {
+                match self.store.renew_claim(job.claim(), self.settings.lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewing a claimed job failed; it is taken up again later");
+                        continue;
+                    }
+                }
+            }
+            let (jobs, runner) = (self.clone(), runner.clone());
+            running.spawn(async move { jobs.process(&runner, job, Some(slot)).await });
+        }
+        let _ = claimer.await;
+        ready.close();
+        let mut unstarted = Vec::new();
+        while let Ok((_, job)) = ready.try_recv() {
+            unstarted.push(job.claim());
+        }
+        if !unstarted.is_empty()
+            && let Err(e) = self.store.release_jobs(unstarted).await
+        {
+            tracing::warn!(error = %e, "releasing claimed jobs at the stop failed; their claims run out");
+        }
+        while running.join_next().await.is_some() {}
+        tracing::debug!("job dispatcher stopped");
+    }
+
+    /// Keeps `ready` filled: claims as many due jobs as it has room for, in one statement; when
+    /// none is due, waits for a wake-up or the next due time.
+    async fn claim_ahead(&self, ready: mpsc::Sender<(Instant, JobRow)>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
+            let room = tokio::select! {
+                room = ready.reserve() => match room {
+                    Ok(room) => room,
+                    Err(_) => return,
+                },
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
             let wake = self.wake.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            match self.store.claim_job(self.settings.lease_ms).await {
-                Ok(Some(job)) => {
-                    self.process(&runner, job).await;
+            let wait = match self.store.claim_jobs(1 + ready.capacity(), self.settings.lease_ms).await {
+                Ok(claimed) if !claimed.is_empty() => {
+                    let now = Instant::now();
+                    let mut claimed = claimed.into_iter();
+                    if let Some(first) = claimed.next() {
+                        room.send((now, first));
+                    }
+                    // The only sender: the room counted above is still there.
+                    let overflow: Vec<Claim> = claimed
+                        .filter_map(|job| ready.try_send((now, job)).err().map(|e| e.into_inner().1.claim()))
+                        .collect();
+                    if !overflow.is_empty() {
+                        let _ = self.store.release_jobs(overflow).await;
+                    }
                     continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "claiming a job failed"),
-            }
-            let now = self.store.clock().now_ms();
-            let until_due = match self.store.next_job_due_ms().await {
-                Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(IDLE_RECHECK),
-                _ => IDLE_RECHECK,
+                Ok(_) => {
+                    drop(room);
+                    let now = self.store.clock().now_ms();
+                    match self.store.next_job_due_ms().await {
+                        Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(IDLE_RECHECK),
+                        _ => IDLE_RECHECK,
+                    }
+                }
+                Err(e) => {
+                    drop(room);
+                    tracing::error!(error = %e, "claiming jobs failed");
+                    CLAIM_ERROR_BACKOFF
+                }
             };
             tokio::select! {
                 () = &mut wake => {}
-                () = tokio::time::sleep(until_due) => {}
-                _ = stop.changed() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
             }
         }
-        tracing::debug!(worker = n, "job worker stopped");
+    }
+
+    /// How often a held claim is renewed: every third of its lease.
+    fn renew_period(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.settings.lease_ms / 3).unwrap_or(1).max(1))
     }
 
     /// Advances one claimed job by one step and records the outcome.
     #[tracing::instrument(skip_all, fields(job_id = job.id, kind = ?job.kind, corp_id = %job.ctx.corp_id, ability_id = %job.ctx.ability_id))]
-    async fn process(&self, runner: &Arc<dyn JobRunner>, job: JobRow) {
+    /// `slot` is the dispatcher's slot the job holds while it runs (none when a test drives it).
+    async fn process(&self, runner: &Arc<dyn JobRunner>, job: JobRow, slot: Option<OwnedSemaphorePermit>) {
         let heartbeat = self.keep_claim(job.claim());
         let outcome = match job.phase {
-            Phase::Run => self.run_phase(runner, job).await,
-            Phase::Report => self.report_phase(job).await,
+            Phase::Run => self.run_phase(runner, job, slot).await,
+            Phase::Report => {
+                drop(slot);
+                self.report_phase(job).await
+            }
             Phase::Done | Phase::Failed => Ok(()),
         };
         heartbeat.abort();
@@ -297,8 +400,8 @@ impl Jobs {
     fn keep_claim(&self, claim: Claim) -> JoinHandle<()> {
         let store = self.store.clone();
         let lease = self.settings.lease_ms;
+        let period = self.renew_period();
         tokio::spawn(async move {
-            let period = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1).max(1));
             loop {
                 tokio::time::sleep(period).await;
                 match store.renew_claim(claim, lease).await {
@@ -344,7 +447,12 @@ impl Jobs {
         self.record(|| self.store.job_to_report(claim, errcode, result.to_owned(), hold)).await
     }
 
-    async fn run_phase(&self, runner: &Arc<dyn JobRunner>, job: JobRow) -> Result<(), StoreError> {
+    async fn run_phase(
+        &self,
+        runner: &Arc<dyn JobRunner>,
+        job: JobRow,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), StoreError> {
         let (claim, kind, runs, ctx) = (job.claim(), job.kind, job.runs, job.ctx.clone());
         let (created_ms, attempts) = (job.created_ms, job.attempts);
         if runs > self.settings.max_runs {
@@ -371,6 +479,10 @@ impl Jobs {
             Step::Report { errcode, result } => {
                 // The result is recorded (still claimed by this worker) before it is reported, so a
                 // restart reports it without running the job again; then it is reported at once.
+                // The slot runs the next job while this result is recorded and reported; at most
+                // `workers` results wait so (else the slot waits).
+                let Ok(_recording) = self.recording.clone().acquire_owned().await else { return Ok(()) };
+                drop(slot);
                 self.to_report(claim, errcode, &result, true).await?;
                 self.report(claim, &ctx, 0, errcode, &result).await
             }
@@ -427,7 +539,10 @@ impl Jobs {
         result: &str,
     ) -> Result<(), StoreError> {
         let request = JobCallBackRequest { errcode, result: result.to_owned() };
-        let outcome = Sdk::new(self.sdk.clone(), ctx.clone()).program_async_job_call_back(request).await;
+        let outcome = {
+            let Ok(_sender) = self.reporters.acquire().await else { return Ok(()) };
+            Sdk::new(self.sdk.clone(), ctx.clone()).program_async_job_call_back(request).await
+        };
         match outcome {
             Ok(_) => {
                 tracing::info!(errcode, "job result reported");

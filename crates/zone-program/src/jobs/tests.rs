@@ -70,7 +70,15 @@ struct Fixture {
 }
 
 fn settings() -> JobSettings {
-    JobSettings { workers: 2, max_pending: 10, report_attempts: 3, backoff_ms: 100, max_runs: 3, lease_ms: 60_000 }
+    JobSettings {
+        workers: 2,
+        report_concurrency: 2,
+        max_pending: 10,
+        report_attempts: 3,
+        backoff_ms: 100,
+        max_runs: 3,
+        lease_ms: 60_000,
+    }
 }
 
 fn fixture() -> Fixture {
@@ -320,4 +328,83 @@ async fn a_bounded_number_of_refusals_wait_for_their_report_and_a_finished_one_m
     }
     assert!(f.sdk.fail_reports.load(Ordering::SeqCst) <= 1_000_000 - 3, "room is made once one gave up after 3 tries");
     assert!(f.sdk.reports.lock().unwrap().is_empty());
+}
+
+/// Holds every run until released; counts the runs started.
+struct Gate {
+    open: tokio::sync::Semaphore,
+    started: AtomicU32,
+}
+
+#[async_trait]
+impl JobRunner for Gate {
+    async fn run(&self, _job: JobRow, _last_try: bool) -> Step {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.open.acquire().await.unwrap().forget();
+        Step::Report { errcode: 0, result: "{}".into() }
+    }
+}
+
+/// The dispatcher claims jobs ahead of its free slots; at the stop, the ones it claimed but did
+/// not start are given back (not left claimed until their lease runs out), their run uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_claimed_ahead_but_not_started_are_released_at_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 };
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(SystemClock)).unwrap();
+    let sdk = Arc::new(Recorder::default());
+    let jobs = Jobs::new(store.clone(), sdk.clone(), JobSettings { workers: 1, ..settings() });
+    for i in 0..3 {
+        jobs.enqueue(job(JobKind::Ability, &format!("k{i}"))).await.unwrap();
+    }
+    let gate = Arc::new(Gate { open: tokio::sync::Semaphore::new(0), started: AtomicU32::new(0) });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let handles = jobs.spawn_workers(gate.clone(), stop_rx);
+    // One slot: one job runs; the claimer holds one more ready (its room is `workers`).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gate.started.load(Ordering::SeqCst) == 0 || jobs.counts().await.unwrap().running < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", jobs.counts().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop_tx.send(true).unwrap();
+    gate.open.add_permits(10);
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(5), h).await.unwrap().unwrap();
+    }
+    assert_eq!(gate.started.load(Ordering::SeqCst), 1, "no job starts after the stop");
+    assert_eq!(jobs.counts().await.unwrap(), JobCounts { queued: 2, running: 0, done: 1, failed: 0 });
+    assert_eq!(sdk.reports.lock().unwrap().len(), 1, "the started job finished its step and reported");
+    while let Some(left) = store.claim_job(60_000).await.unwrap() {
+        assert_eq!(left.runs, 1, "the claim that never ran was not counted as a run");
+    }
+}
+
+/// A backlog much larger than the slots drains with exactly one report per job (reports are sent
+/// beside the runs, at most `report_concurrency` at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drains_with_exactly_one_report_per_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { notify_ttl_ms: 1000, max_notify_entries: 1, max_notify_bytes: 1 };
+    let store = Store::open_with(&dir.path().join("s.sqlite"), limits, Arc::new(SystemClock)).unwrap();
+    let sdk = Arc::new(Recorder::default());
+    let settings = JobSettings { workers: 8, report_concurrency: 3, max_pending: 1000, ..settings() };
+    let jobs = Jobs::new(store, sdk.clone(), settings);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let handles = jobs.spawn_workers(Script::new(vec![report(0, "{}")]), stop_rx);
+    let ctxs: Vec<CallContext> = (0..300).map(|i| CallContext { job_info: format!("JOB-{i}"), ..ctx() }).collect();
+    for (i, c) in ctxs.iter().enumerate() {
+        let new = NewJob { ctx: c.clone(), ..job(JobKind::Ability, &format!("k{i}")) };
+        jobs.enqueue(new).await.unwrap();
+    }
+    let counts = jobs.wait_idle(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(counts, JobCounts { queued: 0, running: 0, done: 300, failed: 0 });
+    let mut reported: Vec<String> = sdk.reports.lock().unwrap().iter().map(|(c, _)| c.job_info.clone()).collect();
+    reported.sort();
+    let mut expected: Vec<String> = ctxs.into_iter().map(|c| c.job_info).collect();
+    expected.sort();
+    assert_eq!(reported, expected, "each job reported once, in its own context");
+    stop_tx.send(true).unwrap();
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(5), h).await.unwrap().unwrap();
+    }
 }

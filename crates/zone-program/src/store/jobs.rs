@@ -221,82 +221,107 @@ fn prefix_end(prefix: &str) -> String {
 
 impl Store {
     /// Records a job unless one with the same dedupe key exists; refuses with
-    /// [`StoreError::QueueFull`] when `max_pending` jobs are unfinished.
+    /// [`StoreError::QueueFull`] when `max_pending` jobs are unfinished. Grouped: answered once the
+    /// row is committed, so an acknowledgement sent after it never precedes its row.
     pub async fn enqueue_job(&self, job: NewJob, max_pending: i64) -> Result<Enqueued, StoreError> {
         let now = self.clock.now_ms();
         let unfinished = self.unfinished.clone();
-        self.call(move |conn| {
-            let tx = super::write_tx(conn)?;
-            if let Some(key) = &job.dedupe_key {
-                let existing: Option<(i64, String, Option<i64>, Option<String>)> = tx
-                    .query_row(
-                        "SELECT id, phase, report_errcode, report_result FROM jobs WHERE dedupe_key = ?1",
-                        params![key],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()?;
-                if let Some((id, phase, errcode, result)) = existing {
-                    return Ok(match Phase::parse(&phase) {
-                        Some(Phase::Done | Phase::Failed) => Enqueued::Finished { id, report: errcode.zip(result) },
-                        _ => Enqueued::Duplicate(id),
-                    });
+        let counted = self.unfinished.clone();
+        self.grouped(
+            move |conn| {
+                if let Some(key) = &job.dedupe_key {
+                    let existing: Option<(i64, String, Option<i64>, Option<String>)> = conn
+                        .prepare_cached(
+                            "SELECT id, phase, report_errcode, report_result FROM jobs WHERE dedupe_key = ?1",
+                        )?
+                        .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                        .optional()?;
+                    if let Some((id, phase, errcode, result)) = existing {
+                        return Ok(match Phase::parse(&phase) {
+                            Some(Phase::Done | Phase::Failed) => Enqueued::Finished { id, report: errcode.zip(result) },
+                            _ => Enqueued::Duplicate(id),
+                        });
+                    }
                 }
-            }
-            if unfinished.load(Ordering::SeqCst) >= max_pending {
-                return Err(StoreError::QueueFull);
-            }
-            let same_context = match &job.context_prefix {
-                Some(prefix) => tx
-                    .query_row(
-                        "SELECT 1 FROM jobs WHERE dedupe_key >= ?1 AND dedupe_key < ?2 LIMIT 1",
-                        params![prefix, prefix_end(prefix)],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some(),
-                None => false,
-            };
-            let ctx = serde_json::to_string(&job.ctx).expect("a context serialises");
-            tx.execute(
-                "INSERT INTO jobs (kind, dedupe_key, ctx, payload, phase, next_ms, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, 'run', ?5, ?5)",
-                params![job.kind.as_str(), job.dedupe_key, ctx, job.payload, now],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.commit()?;
-            unfinished.fetch_add(1, Ordering::SeqCst);
-            Ok(if same_context { Enqueued::NewSameContext(id) } else { Enqueued::New(id) })
-        })
+                if unfinished.load(Ordering::SeqCst) >= max_pending {
+                    return Err(StoreError::QueueFull);
+                }
+                let same_context = match &job.context_prefix {
+                    Some(prefix) => conn
+                        .prepare_cached("SELECT 1 FROM jobs WHERE dedupe_key >= ?1 AND dedupe_key < ?2 LIMIT 1")?
+                        .query_row(params![prefix, prefix_end(prefix)], |_| Ok(()))
+                        .optional()?
+                        .is_some(),
+                    None => false,
+                };
+                let ctx = serde_json::to_string(&job.ctx).expect("a context serialises");
+                conn.prepare_cached(
+                    "INSERT INTO jobs (kind, dedupe_key, ctx, payload, phase, next_ms, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'run', ?5, ?5)",
+                )?
+                .execute(params![job.kind.as_str(), job.dedupe_key, ctx, job.payload, now])?;
+                let id = conn.last_insert_rowid();
+                // Counted now, so the next enqueue of the same group sees it; undone below if the
+                // group does not commit.
+                unfinished.fetch_add(1, Ordering::SeqCst);
+                Ok(if same_context { Enqueued::NewSameContext(id) } else { Enqueued::New(id) })
+            },
+            move |added, committed| {
+                if !committed && matches!(added, Some(Enqueued::New(_) | Enqueued::NewSameContext(_))) {
+                    counted.fetch_sub(1, Ordering::SeqCst);
+                }
+            },
+        )
         .await
     }
 
     /// Claims the job that is due first, if any, for `lease_ms`, counting a run when it is in the
     /// run phase. A claimed row whose lease ran out is due again.
     pub async fn claim_job(&self, lease_ms: i64) -> Result<Option<JobRow>, StoreError> {
+        Ok(self.claim_jobs(1, lease_ms).await?.pop())
+    }
+
+    /// Claims up to `n` due jobs at once, the earliest due first (see [`Store::claim_job`]), in
+    /// one statement of a group transaction.
+    pub async fn claim_jobs(&self, n: usize, lease_ms: i64) -> Result<Vec<JobRow>, StoreError> {
         let now = self.clock.now_ms();
-        self.call(move |conn| {
-            let sql = format!(
-                "UPDATE jobs SET claimed = 1, lease_ms = ?2, claim_no = claim_no + 1, runs = runs + (phase = 'run')
-                 WHERE id = (SELECT id FROM jobs WHERE phase IN ('run', 'report') AND next_ms <= ?1
-                             AND (claimed = 0 OR lease_ms <= ?1)
-                             ORDER BY next_ms, id LIMIT 1)
-                 RETURNING {COLUMNS}"
-            );
-            conn.query_row(&sql, params![now, now + lease_ms], job_from_row).optional()?.transpose()
-        })
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.grouped(
+            move |conn| {
+                let sql = format!(
+                    "UPDATE jobs SET claimed = 1, lease_ms = ?2, claim_no = claim_no + 1, runs = runs + (phase = 'run')
+                     WHERE id IN (SELECT id FROM jobs WHERE phase IN ('run', 'report') AND next_ms <= ?1
+                                  AND (claimed = 0 OR lease_ms <= ?1)
+                                  ORDER BY next_ms, id LIMIT ?3)
+                     RETURNING {COLUMNS}"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![now, now + lease_ms, n], job_from_row)?;
+                let mut jobs = Vec::new();
+                for row in rows {
+                    jobs.push(row??);
+                }
+                // RETURNING gives no order: in id order (the order they were recorded).
+                jobs.sort_by_key(|j: &JobRow| j.id);
+                Ok(jobs)
+            },
+            |_, _| {},
+        )
         .await
     }
 
     /// Extends `claim` to `lease_ms` from now; false when the claim is no longer the row's.
     pub async fn renew_claim(&self, claim: Claim, lease_ms: i64) -> Result<bool, StoreError> {
         let until = self.clock.now_ms() + lease_ms;
-        self.call(move |conn| {
-            let changed = conn.execute(
-                "UPDATE jobs SET lease_ms = ?3 WHERE id = ?1 AND claim_no = ?2 AND claimed = 1",
-                params![claim.id, claim.no, until],
-            )?;
-            Ok(changed == 1)
-        })
+        self.grouped(
+            move |conn| {
+                let changed = conn
+                    .prepare_cached("UPDATE jobs SET lease_ms = ?3 WHERE id = ?1 AND claim_no = ?2 AND claimed = 1")?
+                    .execute(params![claim.id, claim.no, until])?;
+                Ok(changed == 1)
+            },
+            |_, _| {},
+        )
         .await
     }
 
@@ -339,15 +364,41 @@ impl Store {
         hold: bool,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        self.call(move |conn| {
-            conn.execute(
-                "UPDATE jobs SET phase = 'report', claimed = ?6, attempts = 0, report_errcode = ?3,
-                 report_result = ?4, payload = '', progress = NULL, next_ms = ?5
-                 WHERE id = ?1 AND claim_no = ?2",
-                params![claim.id, claim.no, errcode, result, now, hold],
-            )?;
-            Ok(())
-        })
+        self.grouped(
+            move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET phase = 'report', claimed = ?6, attempts = 0, report_errcode = ?3,
+                     report_result = ?4, payload = '', progress = NULL, next_ms = ?5
+                     WHERE id = ?1 AND claim_no = ?2",
+                    )?
+                    .execute(params![claim.id, claim.no, errcode, result, now, hold])?;
+                // A claim taken over records nothing, and its holder must not report.
+                if changed != 1 {
+                    return Err(StoreError::ClaimLost);
+                }
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .await
+    }
+
+    /// Releases jobs claimed but not started (their run is not counted), due again at once.
+    pub async fn release_jobs(&self, claims: Vec<Claim>) -> Result<(), StoreError> {
+        self.grouped(
+            move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE jobs SET claimed = 0, runs = MAX(runs - (phase = 'run'), 0)
+                     WHERE id = ?1 AND claim_no = ?2 AND claimed = 1",
+                )?;
+                for claim in claims {
+                    stmt.execute(params![claim.id, claim.no])?;
+                }
+                Ok(())
+            },
+            |_, _| {},
+        )
         .await
     }
 
@@ -355,14 +406,17 @@ impl Store {
     /// `uncount` the run that just ended is not counted against `jobs.max_runs` (it waited for
     /// room rather than failed).
     pub async fn retry_job(&self, claim: Claim, next_ms: i64, attempts: u32, uncount: bool) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            conn.execute(
-                "UPDATE jobs SET claimed = 0, next_ms = ?3, attempts = ?4, runs = MAX(runs - ?5, 0)
-                 WHERE id = ?1 AND claim_no = ?2",
-                params![claim.id, claim.no, next_ms, attempts, uncount],
-            )?;
-            Ok(())
-        })
+        self.grouped(
+            move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET claimed = 0, next_ms = ?3, attempts = ?4, runs = MAX(runs - ?5, 0)
+                     WHERE id = ?1 AND claim_no = ?2",
+                )?
+                .execute(params![claim.id, claim.no, next_ms, attempts, uncount])?;
+                Ok(())
+            },
+            |_, _| {},
+        )
         .await
     }
 
@@ -372,18 +426,28 @@ impl Store {
         debug_assert!(matches!(phase, Phase::Done | Phase::Failed));
         let now = self.clock.now_ms();
         let unfinished = self.unfinished.clone();
-        self.call(move |conn| {
-            let changed = conn.execute(
-                "UPDATE jobs SET phase = ?3, claimed = 0, payload = '', progress = NULL, finished_ms = ?4
-                 WHERE id = ?1 AND claim_no = ?2 AND phase IN ('run', 'report')",
-                params![claim.id, claim.no, phase.as_str(), now],
-            )?;
-            if changed == 1 {
-                unfinished.fetch_sub(1, Ordering::SeqCst);
-            }
-            Ok(())
-        })
+        let counted = self.unfinished.clone();
+        self.grouped(
+            move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET phase = ?3, claimed = 0, payload = '', progress = NULL, finished_ms = ?4
+                         WHERE id = ?1 AND claim_no = ?2 AND phase IN ('run', 'report')",
+                    )?
+                    .execute(params![claim.id, claim.no, phase.as_str(), now])?;
+                if changed == 1 {
+                    unfinished.fetch_sub(1, Ordering::SeqCst);
+                }
+                Ok(changed == 1)
+            },
+            move |finished, committed| {
+                if !committed && finished == Some(&true) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+        )
         .await
+        .map(|_| ())
     }
 
     /// One job by id.

@@ -2,6 +2,13 @@
 //! job rows and listing cursors. One connection lives on a dedicated thread; async callers send it
 //! closures and await the answer, so SQLite never blocks the async executor. The schema
 //! (`schema.sql`) is applied at every start.
+//!
+//! **Group commit.** The job table's small writes (enqueue, claim, finish, …) are *grouped*: the
+//! store thread runs every grouped write waiting in its queue (up to [`MAX_GROUP`]) inside one
+//! transaction, each under its own savepoint (a failing one undoes only itself), commits once,
+//! and only then answers them. An acknowledgement that waits for its enqueue's answer is therefore
+//! never sent before its row is committed, and one commit (the WAL append) serves many jobs. Writes
+//! that are not grouped run alone, in their own transactions, in queue order between groups.
 
 mod jobs;
 mod msg_index;
@@ -33,7 +40,9 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// How long a write waits for another connection's lock when `[store]` does not say.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests waiting for the store thread before senders wait.
-const QUEUE: usize = 1024;
+const QUEUE: usize = 4096;
+/// Most grouped writes committed in one transaction.
+pub const MAX_GROUP: usize = 512;
 /// Most tombstones and finished job rows kept (oldest go first).
 const MAX_HISTORY_ROWS: i64 = 100_000;
 /// How long finished job rows (their dedupe keys) are kept: a day, the longest-lived event id
@@ -125,11 +134,24 @@ impl Limits {
 }
 
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a grouped write does once its group's transaction ended: `true` when it committed. It
+/// answers the caller (and undoes in-memory bookkeeping when the group did not commit).
+type Completion = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
+/// A grouped write: runs inside the group's transaction and returns its completion.
+type GroupTask = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+
+/// A request to the store thread.
+enum Op {
+    /// Runs alone (its own transactions, if it writes).
+    Alone(Task),
+    /// Runs in a group transaction ([`Store::grouped`]).
+    Grouped(GroupTask),
+}
 
 /// A cheap, cloneable handle to the store thread.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<Task>,
+    tx: mpsc::Sender<Op>,
     clock: Arc<dyn Clock>,
     limits: Limits,
     /// Unfinished job rows, counted at open and kept by the store thread (so the `max_pending`
@@ -185,15 +207,10 @@ impl Store {
         conn.execute("UPDATE jobs SET claimed = 0 WHERE claimed = 1", [])?;
         let unfinished: i64 =
             conn.query_row("SELECT COUNT(*) FROM jobs WHERE phase IN ('run', 'report')", [], |r| r.get(0))?;
-        let (tx, mut rx) = mpsc::channel::<Task>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Op>(QUEUE);
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || {
-                while let Some(task) = rx.blocking_recv() {
-                    // A panicking task drops its answer channel; the caller sees `Closed`.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(&mut conn)));
-                }
-            })
+            .spawn(move || serve(&mut conn, rx))
             .map_err(|_| StoreError::Closed)?;
         Ok(Self { tx, clock, limits, unfinished: Arc::new(AtomicI64::new(unfinished)) })
     }
@@ -219,7 +236,54 @@ impl Store {
             let _entered = span.enter();
             let _ = answer.send(f(conn));
         });
-        self.tx.send(task).await.map_err(|_| StoreError::Closed)?;
+        self.tx.send(Op::Alone(task)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs the write `f` on the store thread in a group transaction ([module docs](self)), under
+    /// its own savepoint; answers once the group committed. `done` runs on the store thread when
+    /// the group ended, with what `f` returned (`None` if it failed) and whether that was
+    /// committed: it keeps in-memory bookkeeping in step with the file (undoing `f`'s changes to it
+    /// when they were not committed).
+    async fn grouped<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Option<&T>, bool) + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, rx) = oneshot::channel();
+        let span = tracing::Span::current();
+        let task: GroupTask = Box::new(move |conn| {
+            let (value, failed) = {
+                let _entered = span.enter();
+                // A savepoint: a failing write undoes only itself, not the rest of its group.
+                match conn.savepoint() {
+                    Ok(mut sp) => match f(&sp) {
+                        Ok(value) => match sp.commit() {
+                            Ok(()) => (Some(value), None),
+                            Err(e) => (Some(value), Some(StoreError::Sqlite(e))),
+                        },
+                        Err(e) => {
+                            let _ = sp.rollback();
+                            (None, Some(e))
+                        }
+                    },
+                    Err(e) => (None, Some(StoreError::Sqlite(e))),
+                }
+            };
+            Box::new(move |group: Result<(), &rusqlite::Error>| {
+                let committed = failed.is_none() && group.is_ok();
+                done(value.as_ref(), committed);
+                let outcome = match (value, failed, group) {
+                    (_, Some(e), _) => Err(e),
+                    (Some(value), None, Ok(())) => Ok(value),
+                    (_, None, Err(e)) => Err(StoreError::Sqlite(copy_error(e))),
+                    // (`f` failed without an error: not possible; answered as a lost store.)
+                    (None, None, Ok(())) => Err(StoreError::Closed),
+                };
+                let _ = answer.send(outcome);
+            })
+        });
+        self.tx.send(Op::Grouped(task)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -286,6 +350,98 @@ impl Store {
             Ok(hex::encode(hash.finalize()))
         })
         .await
+    }
+}
+
+/// The store thread: runs requests in queue order; grouped writes waiting together share one
+/// transaction.
+fn serve(conn: &mut Connection, mut rx: mpsc::Receiver<Op>) {
+    let mut next: Option<Op> = None;
+    loop {
+        let op = match next.take() {
+            Some(op) => op,
+            None => match rx.blocking_recv() {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        match op {
+            // A panicking task drops its answer channel; the caller sees `Closed`.
+            Op::Alone(task) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(conn)));
+            }
+            Op::Grouped(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(Op::Grouped(task)) => group.push(task),
+                        Ok(alone) => {
+                            next = Some(alone);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(conn, group);
+            }
+        }
+    }
+}
+
+/// Runs `group` in one IMMEDIATE transaction (each task under its savepoint), commits, then
+/// completes every task with the outcome. When SQLite ends the transaction early (an I/O error, a
+/// full disk), the tasks run so far fail and the rest start a new transaction.
+fn run_group(conn: &mut Connection, group: Vec<GroupTask>) {
+    let mut ran: Vec<Completion> = Vec::with_capacity(group.len());
+    let mut open = false;
+    for task in group {
+        if !open {
+            match conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => open = true,
+                // Without a transaction each savepoint commits on its own, as a lone write would.
+                Err(e) => tracing::warn!(error = %e, "a group transaction could not begin; its writes run one by one"),
+            }
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(conn))) {
+            Ok(done) => ran.push(done),
+            Err(_) => tracing::error!("a grouped store write panicked"),
+        }
+        if open && conn.is_autocommit() {
+            // SQLite rolled the whole transaction back: nothing of it was committed.
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT), None);
+            complete(std::mem::take(&mut ran), Err(&e));
+            open = false;
+        }
+    }
+    if !open {
+        complete(ran, Ok(()));
+        return;
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => complete(ran, Ok(())),
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            complete(ran, Err(&e));
+        }
+    }
+}
+
+fn complete(ran: Vec<Completion>, outcome: Result<(), &rusqlite::Error>) {
+    for done in ran {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(outcome)));
+    }
+}
+
+/// A copy of `e` for each write of a group that failed to commit.
+fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => rusqlite::Error::SqliteFailure(*code, message.clone()),
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
     }
 }
 

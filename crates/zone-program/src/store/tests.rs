@@ -388,3 +388,111 @@ async fn the_same_job_context_with_another_request_is_a_new_job_and_is_told_so()
     let near = NewJob { context_prefix: Some("ability:ctx0:".into()), ..new_job(Some("ability:ctx0:a")) };
     assert!(matches!(f.store.enqueue_job(near, 10).await.unwrap(), Enqueued::New(_)), "a neighbouring context");
 }
+
+/// Group commit: every enqueue answered `New` is already committed, as another connection to the
+/// file sees it at that moment (so an acknowledgement sent after the answer never precedes its
+/// row, and a crash can only lose rows nobody was told about); rows of groups still open are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_is_answered_only_once_its_group_is_committed() {
+    let f = fixture();
+    let reader = Arc::new(std::sync::Mutex::new(rusqlite::Connection::open(&f.path).unwrap()));
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let (store, reader) = (f.store.clone(), reader.clone());
+            tokio::spawn(async move {
+                let Enqueued::New(id) = store.enqueue_job(new_job(Some(&format!("k{i}"))), 1000).await.unwrap() else {
+                    panic!("a new key is a new job")
+                };
+                let seen: i64 = reader
+                    .lock()
+                    .unwrap()
+                    .query_row("SELECT COUNT(*) FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(seen, 1, "job {id} was answered before another connection could see it");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(f.store.job_counts().await.unwrap().queued, 300);
+}
+
+/// One group holds writes that succeed and writes that are refused: each refused one undoes only
+/// itself, and the unfinished count stays exact (`max_pending` is met exactly, across a reopen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_in_a_group_undo_only_themselves_and_the_pending_count_stays_exact() {
+    let f = fixture();
+    let tasks: Vec<_> = (0..120)
+        .map(|i| {
+            let store = f.store.clone();
+            // Every third one repeats a key: a duplicate, or new if it comes first.
+            let key = if i % 3 == 0 { "dup".to_owned() } else { format!("k{i}") };
+            tokio::spawn(async move { store.enqueue_job(new_job(Some(&key)), 50).await })
+        })
+        .collect();
+    let (mut new, mut full, mut duplicate) = (0, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Enqueued::New(_)) => new += 1,
+            Ok(Enqueued::Duplicate(_)) => duplicate += 1,
+            Err(StoreError::QueueFull) => full += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(new, 50, "exactly max_pending new jobs");
+    assert_eq!(new + full + duplicate, 120);
+    assert_eq!(f.store.job_counts().await.unwrap().queued, 50, "no refused write left a row");
+    drop(f.store);
+    let reopened = Store::open_with(&f.path, limits(), f.clock.clone()).unwrap();
+    assert!(matches!(reopened.enqueue_job(new_job(None), 50).await, Err(StoreError::QueueFull)));
+    assert!(matches!(reopened.enqueue_job(new_job(None), 51).await.unwrap(), Enqueued::New(_)));
+}
+
+/// A group that cannot commit (another connection holds the write lock beyond the busy timeout)
+/// answers every write of it with an error, and counts none of its jobs.
+#[tokio::test]
+async fn a_group_that_cannot_commit_fails_every_write_of_it_and_counts_nothing() {
+    let f = fixture();
+    drop(f.store);
+    let store = Store::open_inner(&f.path, limits(), f.clock.clone(), std::time::Duration::from_millis(20)).unwrap();
+    let holder = rusqlite::Connection::open(&f.path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let refused = store.enqueue_job(new_job(Some("k")), 1).await;
+    assert!(matches!(refused, Err(StoreError::Sqlite(_))), "{refused:?}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    // Not counted: the queue of one still has room, and the key was never recorded.
+    assert!(matches!(store.enqueue_job(new_job(Some("k")), 1).await.unwrap(), Enqueued::New(_)));
+    assert_eq!(store.job_counts().await.unwrap().queued, 1);
+}
+
+#[tokio::test]
+async fn claim_jobs_claims_up_to_n_due_jobs_at_once_and_a_release_gives_them_back_uncounted() {
+    let f = fixture();
+    for i in 0..5 {
+        f.store.enqueue_job(new_job(Some(&format!("k{i}"))), 10).await.unwrap();
+    }
+    let first = f.store.claim_jobs(3, 60_000).await.unwrap();
+    assert_eq!(first.iter().map(|j| (j.runs, j.phase)).collect::<Vec<_>>(), vec![(1, Phase::Run); 3]);
+    assert!(first.windows(2).all(|w| w[0].id < w[1].id), "in the order they were recorded");
+    let rest = f.store.claim_jobs(10, 60_000).await.unwrap();
+    assert_eq!(rest.len(), 2, "a claimed job is not claimed twice");
+    assert!(f.store.claim_jobs(10, 60_000).await.unwrap().is_empty());
+    f.store.release_jobs(first.iter().map(JobRow::claim).collect()).await.unwrap();
+    let again = f.store.claim_jobs(10, 60_000).await.unwrap();
+    assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), first.iter().map(|j| j.id).collect::<Vec<_>>());
+    assert!(again.iter().all(|j| j.runs == 1), "a released job's unstarted run is not counted");
+}
+
+/// A result recorded under a claim that was taken over is refused (its holder must not report).
+#[tokio::test]
+async fn a_result_under_a_lost_claim_is_refused() {
+    let f = fixture();
+    f.store.enqueue_job(new_job(None), 10).await.unwrap();
+    let first = f.store.claim_job(1000).await.unwrap().unwrap();
+    f.clock.advance(1000);
+    let second = f.store.claim_job(1000).await.unwrap().unwrap();
+    let lost = f.store.job_to_report(first.claim(), 0, "r".into(), true).await;
+    assert!(matches!(lost, Err(StoreError::ClaimLost)), "{lost:?}");
+    f.store.job_to_report(second.claim(), 0, "r".into(), true).await.unwrap();
+}
