@@ -404,12 +404,7 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
             break;
         }
         if Instant::now() >= deadline {
-            let keep = std::env::temp_dir().join("zone-chaos-failed");
-            let _ = std::fs::create_dir_all(&keep);
-            for f in ["program.log", "zone.log", "program.sqlite", "program.sqlite-wal"] {
-                let _ = std::fs::copy(dir.path().join(f), keep.join(f));
-            }
-            let _ = std::fs::copy(dir.path().join("zone/zone-state.json"), keep.join("zone-state.json"));
+            keep_files(dir.path());
             let log = std::fs::read_to_string(dir.path().join("program.log")).unwrap_or_default();
             let errors: Vec<&str> = log.lines().filter(|l| l.contains("\"ERROR\"") || l.contains("\"WARN\"")).collect();
             panic!(
@@ -435,7 +430,10 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
             {
                 break v;
             }
-            assert!(Instant::now() < deadline, "{jobid} ({ability}) never ended");
+            if Instant::now() >= deadline {
+                keep_files(dir.path());
+                panic!("{jobid} ({ability}) never ended (logs and stores kept in {})", kept_dir().display());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert!(belongs(ability, data, *bad, &done), "{jobid}: {ability} {data} got {done}");
@@ -465,7 +463,26 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .unwrap();
-    assert_eq!((unfinished, claimed), (0, 0), "no job left unfinished or claimed");
+    if (unfinished, claimed) != (0, 0) {
+        let mut stmt = conn
+            .prepare("SELECT id, kind, phase, claimed, runs, attempts, next_ms, created_ms, ctx FROM jobs WHERE phase IN ('run','report') OR claimed = 1")
+            .unwrap();
+        let rows: Vec<String> = stmt
+            .query_map([], |r| {
+                let cells: Vec<String> = (0..9)
+                    .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")).unwrap_or_default())
+                    .collect();
+                Ok(cells.join(" "))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        keep_files(dir.path());
+        panic!(
+            "jobs left unfinished {unfinished} or claimed {claimed}: {rows:#?} (logs kept in {})",
+            kept_dir().display()
+        );
+    }
     // Every job_info the zone minted reached the program with one request only: a repeated one
     // (a zone restarted from a state older than the ids it handed out) could cross-answer.
     let log = std::fs::read_to_string(dir.path().join("program.log")).unwrap();
@@ -490,4 +507,19 @@ async fn nothing_is_lost_and_every_call_ends_under_restarts_of_both_sides_and_a_
         r.read.len(),
         r.retried,
     );
+}
+
+/// Where a failed run's logs and stores are kept for reading.
+fn kept_dir() -> PathBuf {
+    std::env::temp_dir().join("zone-chaos-failed")
+}
+
+/// Copies the run's logs, the program's store and the zone's state to [`kept_dir`].
+fn keep_files(dir: &Path) {
+    let keep = kept_dir();
+    let _ = std::fs::create_dir_all(&keep);
+    for f in ["program.log", "zone.log", "program.sqlite", "program.sqlite-wal"] {
+        let _ = std::fs::copy(dir.join(f), keep.join(f));
+    }
+    let _ = std::fs::copy(dir.join("zone/zone-state.json"), keep.join("zone-state.json"));
 }

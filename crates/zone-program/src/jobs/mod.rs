@@ -548,6 +548,13 @@ impl Jobs {
                 tracing::info!(errcode, "job result reported");
                 self.finish(claim, Phase::Done).await
             }
+            Err(e) if refused_report(&e) => {
+                // WeCom's "invalid parameter": it does not know this job_info (a job it never
+                // recorded) or the result was already reported (a reply lost after it was taken).
+                // Sending the same report again cannot change that.
+                tracing::error!(error = %e, "the zone refused the job's report as invalid (unknown job_info, or already reported); not retried");
+                self.finish(claim, Phase::Failed).await
+            }
             Err(e) => {
                 let attempts = attempts + 1;
                 if attempts >= self.settings.report_attempts {
@@ -566,4 +573,13 @@ impl Jobs {
         let factor = 1u64 << n.saturating_sub(1).min(20);
         self.settings.backoff_ms.saturating_mul(factor).min(MAX_BACKOFF_MS)
     }
+}
+
+/// WeCom's errcode for an invalid parameter (`program_async_job_call_back`: an unknown `job_info`,
+/// or a job whose result was already reported).
+const INVALID_PARAMETER: i64 = 40_058;
+
+/// Whether the zone answered a report with an errcode no retry can change.
+fn refused_report(e: &crate::sdk::SdkError) -> bool {
+    matches!(e, crate::sdk::SdkError::Errcode { errcode: INVALID_PARAMETER, .. })
 }

@@ -13,11 +13,13 @@ use crate::store::Limits;
 
 const T0: i64 = 1_700_000_000_000;
 
-/// Records every report; fails the first `fail_reports` of them.
+/// Records every report; fails the first `fail_reports` of them; answers `refuse_reports` of them
+/// with WeCom's "invalid parameter" (an unknown or already reported job_info).
 #[derive(Default)]
 struct Recorder {
     reports: Mutex<Vec<(CallContext, Value)>>,
     fail_reports: AtomicU32,
+    refuse_reports: AtomicU32,
 }
 
 #[async_trait]
@@ -30,6 +32,10 @@ impl ZoneSdk for Recorder {
         if self.fail_reports.load(Ordering::SeqCst) > 0 {
             self.fail_reports.fetch_sub(1, Ordering::SeqCst);
             return Err(SdkError::Invoke { api: api.into(), ret: -10006 });
+        }
+        if self.refuse_reports.load(Ordering::SeqCst) > 0 {
+            self.refuse_reports.fetch_sub(1, Ordering::SeqCst);
+            return Ok(r#"{"errcode":40058,"errmsg":"invalid parameter job_info: no such job"}"#.into());
         }
         self.reports.lock().unwrap().push((ctx.clone(), serde_json::from_str(request).unwrap()));
         Ok(r#"{"errcode":0,"errmsg":"ok"}"#.into())
@@ -152,6 +158,20 @@ async fn a_failed_report_is_retried_after_a_doubling_backoff() {
     f.jobs.run_until_empty(&runner).await.unwrap();
     assert_eq!(f.sdk.reports.lock().unwrap().len(), 1);
     assert_eq!(f.jobs.counts().await.unwrap().done, 1);
+}
+
+/// A zone that does not know the job_info (or has its result already) answers 40058: retrying
+/// cannot change that, so the job ends failed after one attempt instead of being retried for minutes.
+#[tokio::test]
+async fn a_report_the_zone_refuses_as_invalid_ends_failed_at_once() {
+    let f = fixture();
+    f.sdk.refuse_reports.store(100, Ordering::SeqCst);
+    let runner: Arc<dyn JobRunner> = Script::new(vec![report(0, "{}")]);
+    f.jobs.enqueue(job(JobKind::Ability, "a")).await.unwrap();
+    f.jobs.run_until_empty(&runner).await.unwrap();
+    assert_eq!(f.sdk.refuse_reports.load(Ordering::SeqCst), 99, "one try");
+    assert_eq!(f.jobs.counts().await.unwrap(), JobCounts { queued: 0, running: 0, done: 0, failed: 1 });
+    assert_eq!(f.store.next_job_due_ms().await.unwrap(), None, "nothing left to retry");
 }
 
 #[tokio::test]
