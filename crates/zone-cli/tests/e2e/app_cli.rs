@@ -256,16 +256,21 @@ async fn debug_mode_commands_send_their_requests_and_report_that_the_local_zone_
     }
 }
 
-#[tokio::test]
-async fn the_receiver_gets_a_real_program_notify_from_the_zone_and_fetches_its_data_at_once() {
+/// An app callback receiver, a zone that notifies it, and an app client of that zone.
+async fn receiver_and_zone() -> (Listener, TestEnv, AppClient) {
     let keys = CallbackKeys::new(demo::APP_TOKEN, demo::APP_KEY, vec![CORP.into()]);
     let settings = ReceiverSettings::from_config(&AppConfig::default().callback, None);
-    let mut listener =
-        Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
     let url = listener.url();
     let env = TestEnv::spawn_with(|c| c.local_zone.app_callback_url = Some(url)).await;
     let app = AppConfig { base_url: env.zone_url(), ..AppConfig::default() };
     let client = AppClient::from_config(&app).unwrap().without_token_file();
+    (listener, env, client)
+}
+
+#[tokio::test]
+async fn the_receiver_gets_a_real_program_notify_from_the_zone_and_fetches_its_data_at_once() {
+    let (mut listener, env, client) = receiver_and_zone().await;
     let msgid = new_message(&env).await;
 
     let fetch = Fetch { program_id: PROGRAM.into(), ability_id: "get_callback_data".into(), request_data: "{}".into() };
@@ -285,14 +290,7 @@ async fn the_receiver_gets_a_real_program_notify_from_the_zone_and_fetches_its_d
 /// read again with `"retry": true` and still gets the data.
 #[tokio::test]
 async fn the_receiver_reads_a_notifications_data_again_when_the_reply_was_lost() {
-    let keys = CallbackKeys::new(demo::APP_TOKEN, demo::APP_KEY, vec![CORP.into()]);
-    let settings = ReceiverSettings::from_config(&AppConfig::default().callback, None);
-    let mut listener =
-        Listener::bind("127.0.0.1:0".parse().unwrap(), "/callback", keys.unwrap(), &settings).await.unwrap();
-    let url = listener.url();
-    let env = TestEnv::spawn_with(|c| c.local_zone.app_callback_url = Some(url)).await;
-    let app = AppConfig { base_url: env.zone_url(), ..AppConfig::default() };
-    let client = AppClient::from_config(&app).unwrap().without_token_file();
+    let (mut listener, env, client) = receiver_and_zone().await;
     let armed = env.control("faults", json!({"api": "sync_call_program", "count": 1, "lose_reply": true})).await;
     assert_eq!(armed["errcode"], 0, "{armed}");
     let msgid = new_message(&env).await;
