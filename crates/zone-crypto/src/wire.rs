@@ -81,6 +81,11 @@ pub struct InvokeMessage {
     pub request: String,
 }
 
+/// WeCom's global errcode for an invalid parameter: one is missing, of the wrong type or out of its
+/// limits (for `program_async_job_call_back` also an unknown `job_info`, or a result already
+/// reported). No retry of the same request can change it.
+pub const INVALID_PARAMETER: i64 = 40_058;
+
 /// The SDK API names of WeCom's inventory tables, as of the protocol files' revision this project
 /// was built on (source: `protocol/sdk-data-apis.md` §0 and `protocol/sdk-model-apis.md` §0): the
 /// program's whitelist and the local zone's handlers are both checked against it.

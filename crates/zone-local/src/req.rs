@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 /// WeCom global code: a parameter is missing, of the wrong type or out of its limits.
-pub const INVALID_PARAMETER: i64 = 40058;
+pub use zone_crypto::wire::INVALID_PARAMETER;
 /// WeCom global code: the request body is not a JSON object.
 pub const BAD_JSON: i64 = 47001;
 

@@ -58,14 +58,7 @@ async fn an_own_program_task_is_run_by_the_program_and_its_report_read_back() {
         }];
     })
     .await;
-    let page = env.sdk("sync_msg", json!({"limit": 1})).await;
-    let m = &page["msg_list"][0];
-    let key = env.unwrap_secret_key(m["service_encrypt_info"]["encrypted_secret_key"].as_str().unwrap());
-    let entry = json!({"msgid": m["msgid"], "encrypt_info": {"secret_key": key}});
-    let created = env
-        .sdk("create_program_task", json!({"program_id": PROGRAM, "ability_id": "list_abilities", "msg_list": [entry]}))
-        .await;
-    let jobid = created["jobid"].clone();
+    let jobid = json!(create_list_abilities_task(&env).await);
     let running = env.sdk("get_program_task_result", json!({"jobid": jobid})).await;
     assert!(running.get("status").is_none(), "no status field, running or not: {running}");
     let done =
@@ -75,6 +68,17 @@ async fn an_own_program_task_is_run_by_the_program_and_its_report_read_back() {
     assert_eq!(done["response_errcode"], 0, "{done}");
     let data: Value = serde_json::from_str(done["response_data"].as_str().unwrap()).unwrap();
     assert!(data.to_string().contains("get_callback_data"), "the program's own list of abilities: {data}");
+}
+
+/// SDK `create_program_task` of `list_abilities` over the first listed message (its key unwrapped
+/// as the program would); returns the task's jobid.
+async fn create_list_abilities_task(env: &TestEnv) -> String {
+    let page = env.sdk("sync_msg", json!({"limit": 1})).await;
+    let m = &page["msg_list"][0];
+    let key = env.unwrap_secret_key(m["service_encrypt_info"]["encrypted_secret_key"].as_str().unwrap());
+    let entry = json!({"msgid": m["msgid"], "encrypt_info": {"secret_key": key}});
+    let task = json!({"program_id": PROGRAM, "ability_id": "list_abilities", "msg_list": [entry]});
+    env.sdk("create_program_task", task).await["jobid"].as_str().unwrap().to_owned()
 }
 
 /// Issue 18: which `is_async` an SDK-routed task call carries is undocumented. Played by a zone that
@@ -96,12 +100,7 @@ async fn a_task_sent_as_a_plain_call_is_reported_when_its_ability_is_always_asyn
             }
         })
         .await;
-        let page = env.sdk("sync_msg", json!({"limit": 1})).await;
-        let m = &page["msg_list"][0];
-        let key = env.unwrap_secret_key(m["service_encrypt_info"]["encrypted_secret_key"].as_str().unwrap());
-        let entry = json!({"msgid": m["msgid"], "encrypt_info": {"secret_key": key}});
-        let task = json!({"program_id": PROGRAM, "ability_id": "list_abilities", "msg_list": [entry]});
-        let jobid = env.sdk("create_program_task", task).await["jobid"].as_str().unwrap().to_owned();
+        let jobid = create_list_abilities_task(&env).await;
         let acked = poll(|| async { json!(env.zone.data().program_jobs[&jobid].ack_errcode) }, |v| !v.is_null()).await;
         assert_eq!(acked, 0, "the program acknowledged the call");
         let jobs = env.settle_jobs().await;

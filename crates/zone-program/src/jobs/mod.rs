@@ -575,11 +575,7 @@ impl Jobs {
     }
 }
 
-/// WeCom's errcode for an invalid parameter (`program_async_job_call_back`: an unknown `job_info`,
-/// or a job whose result was already reported).
-const INVALID_PARAMETER: i64 = 40_058;
-
 /// Whether the zone answered a report with an errcode no retry can change.
 fn refused_report(e: &crate::sdk::SdkError) -> bool {
-    matches!(e, crate::sdk::SdkError::Errcode { errcode: INVALID_PARAMETER, .. })
+    matches!(e, crate::sdk::SdkError::Errcode { errcode: zone_crypto::wire::INVALID_PARAMETER, .. })
 }
